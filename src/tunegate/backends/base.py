@@ -1,0 +1,68 @@
+"""The one seam between tunegate and a model: ``Backend.generate(requests)``.
+
+A backend receives a batch of fully rendered requests and returns, for each, a ``ModelOutput`` or
+the ``BackendError`` that request ended with (returned, not raised, so one bad row does not sink
+its batch). Backends do no caching; :mod:`tunegate.backends.cache` wraps any backend.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any, Protocol, runtime_checkable
+
+from tunegate.core.candidate import DecodingParams
+from tunegate.core.example import Message
+from tunegate.core.result import ModelOutput
+from tunegate.errors import BackendError
+
+__all__ = ["Backend", "GenerationRequest", "GenerationResult"]
+
+GenerationResult = ModelOutput | BackendError
+
+
+@dataclass(frozen=True)
+class GenerationRequest:
+    """One model call: rendered messages, offered tools, decoding params and the sample index."""
+
+    messages: tuple[Message, ...]
+    params: DecodingParams
+    tools: tuple[dict[str, Any], ...] | None = None
+    sample_index: int = 0
+
+    @property
+    def seed(self) -> int:
+        """Per-sample seed: sample ``i`` of a row uses ``params.seed + i``."""
+        return self.params.seed + self.sample_index
+
+    def payload(self) -> dict[str, Any]:
+        """Everything about the request that determines the output (used in cache keys)."""
+        params = self.params.model_dump(mode="json", exclude={"n"})
+        return {
+            "messages": [m.model_dump(mode="json", exclude_none=True) for m in self.messages],
+            "tools": list(self.tools) if self.tools else None,
+            "params": params,
+            "sample_index": self.sample_index,
+        }
+
+
+@runtime_checkable
+class Backend(Protocol):
+    """A model server or in-process model."""
+
+    #: Short kind name (``local``, ``openai``, ``fake``).
+    kind: str
+    #: How many requests the engine should hand over per call (local: batch size; remote: concurrency).
+    max_batch: int
+
+    def identity(self) -> dict[str, Any]:
+        """What makes two backends produce the same outputs: kind, model, adapter digest, URL."""
+        ...
+
+    async def generate(self, requests: Sequence[GenerationRequest]) -> list[GenerationResult]:
+        """Outputs in request order; a failed request yields its ``BackendError``."""
+        ...
+
+    async def aclose(self) -> None:
+        """Release connections / memory."""
+        ...

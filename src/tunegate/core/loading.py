@@ -1,0 +1,168 @@
+"""Read golden datasets from JSONL, CSV or YAML, validating every row.
+
+Any problem becomes a :class:`~tunegate.errors.UserError` that names the file, the line and the
+field, e.g. ``data.jsonl:17: expected_tool_calls.0.name: Field required``. Nothing is half-loaded:
+the whole file is validated before a :class:`Dataset` is returned.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import ValidationError
+
+from tunegate.core.dataset import DEFAULT_SPLIT_RATIOS, Dataset, SplitRatios
+from tunegate.core.example import Example
+from tunegate.errors import UserError
+
+__all__ = ["JSON_COLUMNS", "load_dataset", "parse_row", "read_text"]
+
+#: CSV columns whose cells hold JSON (a CSV cell can only hold text).
+JSON_COLUMNS = ("messages", "schema", "tools", "expected_tool_calls", "metadata")
+
+
+def read_text(path: Path) -> str:
+    """Read a UTF-8 file; a bad byte is reported with its line number."""
+    try:
+        raw = path.read_bytes()
+    except FileNotFoundError:
+        raise UserError("file not found", file=str(path)) from None
+    except IsADirectoryError:
+        raise UserError("is a directory, expected a file", file=str(path)) from None
+    except OSError as e:
+        raise UserError(f"cannot read: {e.strerror}", file=str(path)) from None
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as e:
+        line = raw[: e.start].count(b"\n") + 1
+        raise UserError(f"not valid UTF-8 (byte 0x{raw[e.start]:02x} at offset {e.start})",
+                        file=str(path), line=line) from None
+    return text.removeprefix("\ufeff")
+
+
+def _pydantic_message(err: ValidationError) -> tuple[str, str]:
+    first = err.errors()[0]
+    loc = ".".join(str(p) for p in first["loc"]) or "row"
+    msg = first["msg"].removeprefix("Value error, ")
+    extra = len(err.errors()) - 1
+    if extra:
+        msg += f" (and {extra} more error{'s' if extra > 1 else ''} in this row)"
+    return loc, msg
+
+
+def parse_row(data: Any, *, file: str, line: int) -> Example:
+    """Validate one row; errors name file, line and field."""
+    if not isinstance(data, dict):
+        raise UserError(f"a row must be an object, got {type(data).__name__}", file=file, line=line)
+    if "id" not in data:
+        raise UserError("missing required field", file=file, line=line, field="id")
+    try:
+        return Example.model_validate(data)
+    except ValidationError as e:
+        loc, msg = _pydantic_message(e)
+        raise UserError(msg, file=file, line=line, field=loc) from None
+
+
+def _rows_jsonl(text: str, file: str) -> list[tuple[int, Any]]:
+    rows = []
+    for i, line in enumerate(text.splitlines(), start=1):
+        if not line.strip():
+            continue
+        try:
+            rows.append((i, json.loads(line)))
+        except json.JSONDecodeError as e:
+            raise UserError(f"invalid JSON: {e.msg} (column {e.colno})", file=file, line=i) from None
+    return rows
+
+
+def _rows_json(text: str, file: str) -> list[tuple[int, Any]]:
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError as e:
+        raise UserError(f"invalid JSON: {e.msg} (column {e.colno})", file=file, line=e.lineno) from None
+    if isinstance(data, dict) and "rows" in data:
+        data = data["rows"]
+    if not isinstance(data, list):
+        raise UserError("a .json dataset must be a list of rows (or {rows: [...]})", file=file, line=1)
+    return [(1, r) for r in data]
+
+
+def _rows_yaml(text: str, file: str) -> list[tuple[int, Any]]:
+    try:
+        node = yaml.compose(text, Loader=yaml.SafeLoader)
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as e:
+        mark = getattr(e, "problem_mark", None)
+        line = mark.line + 1 if mark is not None else None
+        problem = getattr(e, "problem", None) or str(e)
+        raise UserError(f"invalid YAML: {problem}", file=file, line=line) from None
+    if isinstance(data, dict) and "rows" in data:
+        data = data["rows"]
+        assert isinstance(node, yaml.MappingNode)
+        node = next(v for k, v in node.value if k.value == "rows")
+    if not isinstance(data, list) or not isinstance(node, yaml.SequenceNode):
+        raise UserError("a YAML dataset must be a list of rows (or {rows: [...]})", file=file, line=1)
+    return [(item.start_mark.line + 1, row) for item, row in zip(node.value, data, strict=True)]
+
+
+def _rows_csv(text: str, file: str) -> list[tuple[int, Any]]:
+    reader = csv.DictReader(io.StringIO(text, newline=""))
+    if not reader.fieldnames:
+        raise UserError("CSV file has no header row", file=file, line=1)
+    fields = [f.strip() for f in reader.fieldnames]
+    if len(set(fields)) != len(fields):
+        raise UserError("CSV header repeats a column name", file=file, line=1)
+    reader.fieldnames = fields
+    rows = []
+    start = 2
+    for rec in reader:
+        line = start
+        start = reader.line_num + 1
+        if None in rec:
+            raise UserError("row has more cells than the header", file=file, line=line)
+        row: dict[str, Any] = {}
+        for key, cell in rec.items():
+            if cell is None or cell == "":
+                continue
+            if key in JSON_COLUMNS or (key == "context" and cell.lstrip().startswith("[")):
+                try:
+                    row[key] = json.loads(cell)
+                except json.JSONDecodeError as e:
+                    raise UserError(f"cell is not valid JSON: {e.msg}", file=file, line=line, field=key) from None
+            elif key.startswith("metadata."):
+                row.setdefault("metadata", {})[key.removeprefix("metadata.")] = cell
+            else:
+                row[key] = cell
+        rows.append((line, row))
+    return rows
+
+
+_READERS = {".jsonl": _rows_jsonl, ".ndjson": _rows_jsonl, ".json": _rows_json,
+            ".yaml": _rows_yaml, ".yml": _rows_yaml, ".csv": _rows_csv}
+
+
+def load_dataset(path: str | Path, *, ratios: SplitRatios = DEFAULT_SPLIT_RATIOS, name: str | None = None) -> Dataset:
+    """Load and validate a dataset file (``.jsonl``, ``.json``, ``.csv``, ``.yaml``/``.yml``)."""
+    p = Path(path)
+    file = str(path)
+    reader = _READERS.get(p.suffix.lower())
+    if reader is None:
+        raise UserError(f"unknown dataset format {p.suffix!r}; use .jsonl, .csv or .yaml", file=file)
+    text = read_text(p)
+    if not text.strip():
+        raise UserError("dataset is empty", file=file)
+    raw = reader(text, file)
+    if not raw:
+        raise UserError("dataset has no rows", file=file)
+    examples = [parse_row(data, file=file, line=line) for line, data in raw]
+    seen: dict[str, int] = {}
+    for (line, _), ex in zip(raw, examples, strict=True):
+        if ex.id in seen:
+            raise UserError(f"duplicate id {ex.id!r} (first on line {seen[ex.id]})", file=file, line=line, field="id")
+        seen[ex.id] = line
+    return Dataset(name or p.stem, tuple(examples), source=file, ratios=ratios)

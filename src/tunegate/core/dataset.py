@@ -65,6 +65,8 @@ class Dataset:
     examples: tuple[Example, ...]
     source: str | None = None
     ratios: SplitRatios = DEFAULT_SPLIT_RATIOS
+    #: Row id → line in the source file (for error messages that name file:line).
+    lines: dict[str, int] | None = field(default=None, compare=False, repr=False)
     _by_id: dict[str, Example] = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
@@ -107,6 +109,10 @@ class Dataset:
                 r.pop("metadata", None)
         return content_hash(rows, prefix="ds-")
 
+    def line_of(self, row_id: str) -> int | None:
+        """Line of a row in its source file, when known."""
+        return self.lines.get(row_id) if self.lines else None
+
     def split_of(self, ex: Example) -> Split:
         return ex.split or assign_split(ex.id, self.ratios)
 
@@ -118,16 +124,16 @@ class Dataset:
             raise UserError(f"unknown split {sorted(bad)}; use train, dev or test", field="split")
         rows = [ex for ex in self.examples if self.split_of(ex) in wanted]
         label = "+".join(sorted(wanted))
-        return Dataset(f"{self.name}[{label}]", tuple(rows), self.source, self.ratios)
+        return Dataset(f"{self.name}[{label}]", tuple(rows), self.source, self.ratios, self.lines)
 
     def with_cohorts(self, cohorts: Sequence[str]) -> Dataset:
         """Rows tagged with any of ``cohorts``."""
         want = set(cohorts)
         rows = [ex for ex in self.examples if want.intersection(ex.cohorts)]
-        return Dataset(f"{self.name}{{{','.join(cohorts)}}}", tuple(rows), self.source, self.ratios)
+        return Dataset(f"{self.name}{{{','.join(cohorts)}}}", tuple(rows), self.source, self.ratios, self.lines)
 
     def head(self, n: int) -> Dataset:
-        return Dataset(f"{self.name}[:{n}]", self.examples[:n], self.source, self.ratios)
+        return Dataset(f"{self.name}[:{n}]", self.examples[:n], self.source, self.ratios, self.lines)
 
     def cohort_counts(self) -> Counter[str]:
         return Counter(c for ex in self.examples for c in ex.cohorts)

@@ -165,4 +165,5 @@ def load_dataset(path: str | Path, *, ratios: SplitRatios = DEFAULT_SPLIT_RATIOS
         if ex.id in seen:
             raise UserError(f"duplicate id {ex.id!r} (first on line {seen[ex.id]})", file=file, line=line, field="id")
         seen[ex.id] = line
-    return Dataset(name or p.stem, tuple(examples), source=file, ratios=ratios)
+    lines = {ex.id: line for (line, _), ex in zip(raw, examples, strict=True)}
+    return Dataset(name or p.stem, tuple(examples), source=file, ratios=ratios, lines=lines)

@@ -17,10 +17,22 @@ from pydantic import BaseModel, ConfigDict, Field
 from tunegate.core.example import Example, Message
 from tunegate.errors import UserError
 
-__all__ = ["PLACEHOLDER", "FewShot", "PromptTemplate", "placeholders", "render_text", "row_variables"]
+__all__ = [
+    "CONTEXT_HEADER",
+    "PLACEHOLDER",
+    "SCHEMA_NOTE",
+    "FewShot",
+    "PromptTemplate",
+    "placeholders",
+    "render_text",
+    "row_variables",
+]
 
 PLACEHOLDER = re.compile(r"\{\{\s*([A-Za-z_][A-Za-z0-9_]*(?:\.[A-Za-z0-9_]+)*)\s*\}\}")
 _STRAY = re.compile(r"\{\{|\}\}")
+#: Wording used when context / schema are added automatically (part of rendered prompts, so cached).
+CONTEXT_HEADER = "Context:\n"
+SCHEMA_NOTE = "Respond only with a JSON object that matches this JSON Schema:\n"
 
 
 def placeholders(text: str) -> list[str]:
@@ -30,9 +42,10 @@ def placeholders(text: str) -> list[str]:
         if m.group(1) not in names:
             names.append(m.group(1))
     leftover = PLACEHOLDER.sub("", text)
-    if _STRAY.search(leftover):
-        raise UserError(f"malformed placeholder near {leftover[max(0, _STRAY.search(leftover).start() - 10):][:30]!r}"  # type: ignore[union-attr]
-                        "; use {{name}}", field="prompt")
+    stray = _STRAY.search(leftover)
+    if stray is not None:
+        near = leftover[max(0, stray.start() - 10):][:30]
+        raise UserError(f"malformed placeholder near {near!r}; use {{{{name}}}}", field="prompt")
     return names
 
 
@@ -107,6 +120,10 @@ class PromptTemplate(BaseModel):
     user: str = Field(default="{{input}}", description="User message template.")
     few_shot: list[FewShot] = Field(default_factory=list, description="Demonstrations before the row.")
     ref: str | None = Field(default=None, description="Registry reference (name@label) it came from.")
+    include_context: bool = Field(
+        default=True, description="Prepend the row's context to the user turn when no template uses {{context}}.")
+    include_schema: bool = Field(
+        default=True, description="Append the row's JSON Schema to the user turn when no template uses {{schema}}.")
 
     def variables(self) -> list[str]:
         out: list[str] = []
@@ -126,11 +143,21 @@ class PromptTemplate(BaseModel):
         return missing
 
     def render(self, ex: Example) -> list[Message]:
-        """The chat messages sent to the model for row ``ex``."""
+        """The chat messages sent to the model for row ``ex``.
+
+        Context and schema are added automatically (unless a template places them itself) so that
+        two prompt versions compared on the same rows see the same evidence.
+        """
         vars_ = row_variables(ex)
+        used = set(self.variables())
+        ctx = ex.context_text() if self.include_context and "context" not in used else None
+        schema = ex.json_schema if self.include_schema and "schema" not in used else None
         msgs: list[Message] = []
-        if self.system:
-            msgs.append(Message(role="system", content=render_text(self.system, vars_, where="prompt.system")))
+        system = render_text(self.system, vars_, where="prompt.system") if self.system else None
+        if ex.messages is not None and ctx:
+            system = f"{system}\n\n{CONTEXT_HEADER}{ctx}" if system else f"{CONTEXT_HEADER}{ctx}"
+        if system:
+            msgs.append(Message(role="system", content=system))
         for shot in self.few_shot:
             msgs.append(Message(role="user", content=shot.input))
             msgs.append(Message(role="assistant", content=shot.output))
@@ -141,5 +168,12 @@ class PromptTemplate(BaseModel):
                 convo = convo[1:]
             msgs.extend(convo)
         else:
-            msgs.append(Message(role="user", content=render_text(self.user, vars_, where="prompt.user")))
+            user = render_text(self.user, vars_, where="prompt.user")
+            if ctx:
+                user = f"{CONTEXT_HEADER}{ctx}\n\nQuestion: {user}"
+            msgs.append(Message(role="user", content=user))
+        if schema is not None:
+            last = msgs[-1]
+            note = SCHEMA_NOTE + json.dumps(schema, ensure_ascii=False, sort_keys=True)
+            msgs[-1] = last.model_copy(update={"content": f"{last.content or ''}\n\n{note}"})
         return msgs

@@ -1,0 +1,80 @@
+"""``tunegate run``: generate + evaluate a candidate (or score existing outputs) on a dataset."""
+
+from __future__ import annotations
+
+import asyncio
+
+import click
+from rich.table import Table
+
+from tunegate.cli import common
+from tunegate.core.candidate import load_candidate
+from tunegate.core.dataset import DEFAULT_SPLIT_RATIOS, SplitRatios
+from tunegate.core.hashing import short
+from tunegate.core.loading import load_dataset
+from tunegate.core.outputs import load_outputs
+from tunegate.engine.factory import make_backend
+from tunegate.engine.plan import plan_run
+from tunegate.engine.runner import RunSummary, execute
+from tunegate.engine.suite import resolve_suite
+
+__all__ = ["print_summary", "register"]
+
+
+def print_summary(s: RunSummary) -> None:
+    con = common.out_console()
+    note = " (resumed)" if s.resumed else ""
+    con.print(f"[bold]run[/] {s.run_id}{note}: {s.rows} rows, {s.model_calls} model calls, "
+              f"{s.cache_hits} cache hits, {s.errors} generation errors, {s.wall_s:.1f}s")
+    t = Table(show_edge=False, header_style="bold")
+    for col in ("evaluator", "mean", "pass rate", "ok", "error", "skipped"):
+        t.add_column(col, justify="left" if col == "evaluator" else "right")
+    for name, v in s.evaluators.items():
+        mean = "—" if v["mean"] is None else f"{v['mean']:.3f}"
+        pr = "—" if v["pass_rate"] is None else f"{v['pass_rate']:.1%}"
+        t.add_row(name, mean, pr, str(v["n_ok"]), str(v["n_error"]), str(v["n_skipped"]))
+    con.print(t)
+
+
+@click.command("run")
+@click.option("--dataset", "dataset_path", required=True, type=click.Path(dir_okay=False),
+              help="Golden dataset (.jsonl, .csv, .yaml).")
+@click.option("--candidate", "candidate_path", type=click.Path(dir_okay=False), help="Candidate YAML.")
+@click.option("--outputs", "outputs_path", type=click.Path(dir_okay=False),
+              help="JSONL of {id, output|tool_calls} produced elsewhere, scored instead of a candidate.")
+@click.option("--evaluators", default=None, help="Comma-separated names, or a YAML file with options.")
+@click.option("--split", type=click.Choice(["train", "dev", "test"]), default=None, help="Only this split.")
+@click.option("--split-ratios", default=None, help="train,dev,test fractions (default 0.6,0.2,0.2).")
+@click.option("--cohort", "cohorts", multiple=True, help="Only rows with this cohort tag (repeatable).")
+@click.option("--limit", type=int, default=None, help="Only the first N selected rows.")
+@click.option("--resume", is_flag=True, help="Continue the latest unfinished run with the same identity.")
+@click.option("--no-cache", is_flag=True, help="Bypass the model-call cache (no reads, no writes).")
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object instead of tables.")
+@click.pass_obj
+def run_command(obj: common.Context, dataset_path: str, candidate_path: str | None, outputs_path: str | None,
+                evaluators: str | None, split: str | None, split_ratios: str | None, cohorts: tuple[str, ...],
+                limit: int | None, resume: bool, no_cache: bool, as_json: bool) -> int:
+    """Generate and evaluate every selected row; prints the run id and a per-evaluator summary."""
+    if (candidate_path is None) == (outputs_path is None):
+        raise click.UsageError("give exactly one of --candidate and --outputs")
+    ratios = SplitRatios.parse(split_ratios) if split_ratios else DEFAULT_SPLIT_RATIOS
+    ds = load_dataset(dataset_path, ratios=ratios)
+    cand = load_candidate(candidate_path) if candidate_path else None
+    outs = load_outputs(outputs_path) if outputs_path else None
+    suite = resolve_suite(evaluators, ds)
+    plan = plan_run(ds, suite, candidate=cand, outputs=outs, split=split,  # type: ignore[arg-type]
+                    cohorts=list(cohorts) or None, limit=limit)
+    backend = make_backend(cand) if cand is not None else None
+    label = f"{cand.name if cand else 'outputs'} · {short(plan.candidate_hash)}"
+    with obj.store() as store, common.progress_bar(label, len(plan.rows)) as hook:
+        summary = asyncio.run(execute(plan, store, backend, resume=resume, use_cache=not no_cache,
+                                      progress=hook))
+    if as_json:
+        common.print_json(summary.to_dict())
+    else:
+        print_summary(summary)
+    return 0
+
+
+def register(group: click.Group) -> None:
+    group.add_command(run_command)

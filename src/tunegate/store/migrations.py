@@ -1,0 +1,98 @@
+"""Ordered, named schema migrations. A migration is never edited once released: add a new one.
+
+The ``migrations`` table records which names ran, so an old database is brought forward on open
+and a database written by a newer tunegate (unknown names) is refused rather than corrupted.
+"""
+
+from __future__ import annotations
+
+__all__ = ["MIGRATIONS"]
+
+MIGRATIONS: list[tuple[str, str]] = [
+    ("0001_foundation", """
+CREATE TABLE datasets (
+    hash        TEXT PRIMARY KEY,
+    name        TEXT NOT NULL,
+    source      TEXT,
+    n_rows      INTEGER NOT NULL,
+    created_at  TEXT NOT NULL
+);
+CREATE TABLE dataset_rows (
+    dataset_hash TEXT NOT NULL REFERENCES datasets(hash),
+    row_id       TEXT NOT NULL,
+    split        TEXT NOT NULL,
+    cohorts      TEXT NOT NULL,          -- JSON list
+    data         TEXT NOT NULL,          -- canonical JSON of the row
+    PRIMARY KEY (dataset_hash, row_id)
+);
+CREATE TABLE candidates (
+    hash        TEXT PRIMARY KEY,
+    name        TEXT NOT NULL,
+    kind        TEXT NOT NULL,           -- spec | outputs
+    spec        TEXT NOT NULL,           -- JSON (identity + display fields)
+    lineage     TEXT NOT NULL DEFAULT '{}',
+    created_at  TEXT NOT NULL
+);
+CREATE TABLE runs (
+    id             TEXT PRIMARY KEY,
+    identity       TEXT NOT NULL,        -- hash of dataset + selection + candidate + evaluators
+    dataset_hash   TEXT NOT NULL,
+    candidate_hash TEXT NOT NULL,
+    selection      TEXT NOT NULL,        -- JSON: split, cohorts, limit, row ids hash
+    evaluators     TEXT NOT NULL,        -- JSON list of evaluator identities
+    n_rows         INTEGER NOT NULL,     -- rows planned
+    status         TEXT NOT NULL,        -- running | finished
+    meta           TEXT NOT NULL,        -- JSON: tunegate version, seeds, machine, libraries
+    model_calls    INTEGER NOT NULL DEFAULT 0,
+    cache_hits     INTEGER NOT NULL DEFAULT 0,
+    started_at     TEXT NOT NULL,
+    finished_at    TEXT
+);
+CREATE INDEX runs_identity ON runs(identity, started_at);
+CREATE TABLE run_rows (
+    run_id   TEXT NOT NULL REFERENCES runs(id),
+    row_id   TEXT NOT NULL,
+    seq      INTEGER NOT NULL,           -- position in the run's row order
+    error    TEXT,                       -- generation error for the whole row, if any
+    done_at  TEXT NOT NULL,
+    PRIMARY KEY (run_id, row_id)
+);
+CREATE TABLE outputs (
+    run_id       TEXT NOT NULL,
+    row_id       TEXT NOT NULL,
+    sample_index INTEGER NOT NULL,
+    output       TEXT,                   -- JSON ModelOutput, NULL when generation failed
+    error        TEXT,
+    PRIMARY KEY (run_id, row_id, sample_index)
+);
+CREATE TABLE scores (
+    run_id       TEXT NOT NULL,
+    row_id       TEXT NOT NULL,
+    sample_index INTEGER NOT NULL,
+    evaluator    TEXT NOT NULL,
+    status       TEXT NOT NULL,
+    score        REAL,
+    passed       INTEGER,
+    result       TEXT NOT NULL,          -- JSON EvalResult
+    PRIMARY KEY (run_id, row_id, sample_index, evaluator)
+);
+CREATE TABLE cache (
+    key         TEXT PRIMARY KEY,        -- sha256 of backend identity + request payload
+    backend     TEXT NOT NULL,           -- JSON backend identity
+    request     TEXT NOT NULL,           -- JSON request payload
+    output      TEXT NOT NULL,           -- JSON ModelOutput
+    created_at  TEXT NOT NULL
+);
+"""),
+    ("0002_verdicts", """
+CREATE TABLE verdicts (
+    id             TEXT PRIMARY KEY,
+    baseline_run   TEXT NOT NULL,
+    candidate_run  TEXT NOT NULL,
+    policy_hash    TEXT NOT NULL,
+    decision       TEXT NOT NULL,
+    verdict        TEXT NOT NULL,        -- JSON
+    created_at     TEXT NOT NULL
+);
+"""),
+]

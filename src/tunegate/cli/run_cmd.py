@@ -17,6 +17,7 @@ from tunegate.engine.factory import make_backend
 from tunegate.engine.plan import plan_run
 from tunegate.engine.runner import RunSummary, execute
 from tunegate.engine.suite import resolve_suite
+from tunegate.errors import UserError
 
 __all__ = ["print_summary", "register"]
 
@@ -56,7 +57,7 @@ def run_command(obj: common.Context, dataset_path: str, candidate_path: str | No
                 limit: int | None, resume: bool, no_cache: bool, as_json: bool) -> int:
     """Generate and evaluate every selected row; prints the run id and a per-evaluator summary."""
     if (candidate_path is None) == (outputs_path is None):
-        raise click.UsageError("give exactly one of --candidate and --outputs")
+        raise UserError("give exactly one of --candidate and --outputs", field="--candidate")
     ratios = SplitRatios.parse(split_ratios) if split_ratios else DEFAULT_SPLIT_RATIOS
     ds = load_dataset(dataset_path, ratios=ratios)
     cand = load_candidate(candidate_path) if candidate_path else None

@@ -37,7 +37,7 @@ class ExpectedToolCall(BaseModel):
     @model_validator(mode="before")
     @classmethod
     def _from_bfcl(cls, data: Any) -> Any:
-        if isinstance(data, dict) and "name" not in data and len(data) == 1:
+        if isinstance(data, dict) and len(data) == 1 and not {"name", "arguments", "any_of"} & set(data):
             (fname, args), = data.items()
             if isinstance(args, dict) and all(isinstance(v, list) for v in args.values()):
                 return {"name": fname, "any_of": args}

@@ -35,9 +35,9 @@ def cli(ctx: click.Context, db: str | None) -> None:
 
 
 def _register() -> None:
-    from tunegate.cli import evaluators_cmd, models_cmd, run_cmd, runs_cmd
+    from tunegate.cli import data_cmd, evaluators_cmd, models_cmd, run_cmd, runs_cmd
 
-    for mod in (run_cmd, runs_cmd, models_cmd, evaluators_cmd):
+    for mod in (run_cmd, runs_cmd, models_cmd, evaluators_cmd, data_cmd):
         mod.register(cli)
     try:
         from tunegate.cli import gate_cmd

@@ -81,7 +81,7 @@ class CandidateSpec(BaseModel):
         return {
             "backend": self.backend,
             "model": model,
-            "base_url": self.base_url.rstrip("/") if self.base_url else None,
+            "base_url": _canonical_url(self.base_url) if self.base_url else None,
             "adapter": self.adapter_digest(),
             "prompt": self.prompt.model_dump(mode="json", exclude={"ref"}),
             "params": self.params.model_dump(mode="json"),
@@ -91,6 +91,13 @@ class CandidateSpec(BaseModel):
     @property
     def hash(self) -> str:
         return content_hash(self.identity(), prefix="cand-")
+
+
+def _canonical_url(url: str) -> str:
+    """Same rule as the openai backend: no trailing slash; a bare host gets ``/v1``."""
+    text = url.strip().rstrip("/")
+    scheme, sep, rest = text.partition("://")
+    return text + "/v1" if sep and "/" not in rest else text
 
 
 def load_candidate(path: str | Path) -> CandidateSpec:

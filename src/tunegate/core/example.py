@@ -6,7 +6,10 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-__all__ = ["Example", "ExpectedToolCall", "Message", "Split", "ToolCall"]
+__all__ = ["RAW_ARGUMENTS_KEY", "Example", "ExpectedToolCall", "Message", "Split", "ToolCall"]
+
+#: Key under which a tool call's arguments are kept verbatim when they were not valid JSON.
+RAW_ARGUMENTS_KEY = "_raw"
 
 Split = Literal["train", "dev", "test"]
 
@@ -18,6 +21,7 @@ class ToolCall(BaseModel):
 
     name: str = Field(description="Function name as declared in the tool spec.")
     arguments: dict[str, Any] = Field(default_factory=dict, description="Parsed JSON arguments.")
+    id: str | None = Field(default=None, description="Call id linking it to the tool message answering it.")
 
 
 class ExpectedToolCall(BaseModel):

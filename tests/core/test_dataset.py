@@ -52,9 +52,7 @@ def write_all(tmp_path: Path) -> dict[str, Path]:
                     cells.append("")
                 elif c == "cohorts":
                     cells.append("|".join(v))
-                elif c == "expected" and isinstance(v, dict):
-                    cells.append(json.dumps(v))
-                elif isinstance(v, dict | list):
+                elif (c == "expected" and isinstance(v, dict)) or isinstance(v, dict | list):
                     cells.append(json.dumps(v))
                 else:
                     cells.append(v)

@@ -96,7 +96,7 @@ class CandidateSpec(BaseModel):
 def _canonical_url(url: str) -> str:
     """Same rule as the openai backend: no trailing slash; a bare host gets ``/v1``."""
     text = url.strip().rstrip("/")
-    scheme, sep, rest = text.partition("://")
+    _, sep, rest = text.partition("://")
     return text + "/v1" if sep and "/" not in rest else text
 
 

@@ -112,5 +112,5 @@ def pair_runs(store: Store, baseline_id: str, candidate_id: str) -> PairedRuns:
         groups=[data.get(r, {}).get("group") for r in ids],
         evaluators=evs, base_rows=brows, cand_rows=crows, rows_data=data,
         only_in_baseline=sorted(set(brows) - set(crows)), only_in_candidate=sorted(set(crows) - set(brows)),
-        unpaired_evaluators=sorted(({e["name"] for e in b.evaluators} ^ {e["name"] for e in c.evaluators})),
+        unpaired_evaluators=sorted({e["name"] for e in b.evaluators} ^ {e["name"] for e in c.evaluators}),
     )

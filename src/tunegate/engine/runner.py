@@ -106,7 +106,7 @@ def _evaluate(plan: RunPlan, chunk: Sequence[Example],
                 ctxs.append(EvalContext(example=ex, output=o, candidate=cand_identity))
                 where.append((r, s))
     per_row: list[dict[str, list[EvalResult]]] = []
-    for outs, errs in generated:
+    for _outs, errs in generated:
         per_row.append({e.name: [e.error(f"generation failed: {err}") if err else e.error("pending")
                                  for err in errs] for e in plan.evaluators})
     for ev in plan.evaluators:

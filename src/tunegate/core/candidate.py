@@ -119,10 +119,11 @@ def load_candidate(path: str | Path) -> CandidateSpec:
     try:
         spec = CandidateSpec.model_validate(data)
     except ValidationError as e:
-        first = e.errors()[0]
-        loc = ".".join(str(p) for p in first["loc"])
-        line = _yaml_line(text, [str(p) for p in first["loc"]])
-        raise UserError(first["msg"].removeprefix("Value error, "), file=file, line=line, field=loc) from None
+        from tunegate.core.loading import pydantic_message
+
+        loc, msg = pydantic_message(e)
+        line = _yaml_line(text, loc.split("."))
+        raise UserError(msg, file=file, line=line, field=loc) from None
     spec = spec.model_copy(update={"source": file})
     try:
         spec.prompt.variables()

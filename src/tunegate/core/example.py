@@ -80,7 +80,7 @@ class Example(BaseModel):
     messages: list[Message] | None = Field(default=None, description="A conversation instead of input.")
     context: str | list[str] | None = Field(default=None, description="Retrieved context / documents.")
     expected: Any = Field(default=None, description="Reference answer (text or JSON value).")
-    json_schema: dict[str, Any] | None = Field(
+    json_schema: dict[str, Any] | bool | None = Field(
         default=None, alias="schema", description="JSON Schema the output must satisfy."
     )
     tools: list[dict[str, Any]] | None = Field(default=None, description="OpenAI function specs offered.")
@@ -125,16 +125,18 @@ class Example(BaseModel):
 
     @field_validator("json_schema")
     @classmethod
-    def _schema_valid(cls, v: dict[str, Any] | None) -> dict[str, Any] | None:
-        if v is None:
+    def _schema_valid(cls, v: dict[str, Any] | bool | None) -> dict[str, Any] | bool | None:
+        """Check against the metaschema, without format checks: an ECMA-262 ``pattern`` that Python's
+        ``re`` cannot compile is the evaluator's problem (status error), not a bad dataset row."""
+        if v is None or isinstance(v, bool):
             return v
         import jsonschema
 
         validator_cls = jsonschema.validators.validator_for(v, default=jsonschema.Draft202012Validator)
-        try:
-            validator_cls.check_schema(v)
-        except jsonschema.SchemaError as e:
-            raise ValueError(f"not a valid JSON Schema: {e.message}") from None
+        meta = validator_cls(validator_cls.META_SCHEMA)
+        err = jsonschema.exceptions.best_match(meta.iter_errors(v))
+        if err is not None:
+            raise ValueError(f"not a valid JSON Schema: {err.message}")
         return v
 
     @model_validator(mode="after")

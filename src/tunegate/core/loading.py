@@ -20,7 +20,7 @@ from tunegate.core.dataset import DEFAULT_SPLIT_RATIOS, Dataset, SplitRatios
 from tunegate.core.example import Example
 from tunegate.errors import UserError
 
-__all__ = ["JSON_COLUMNS", "load_dataset", "parse_row", "read_text"]
+__all__ = ["JSON_COLUMNS", "load_dataset", "parse_row", "pydantic_message", "read_text"]
 
 #: CSV columns whose cells hold JSON (a CSV cell can only hold text).
 JSON_COLUMNS = ("messages", "schema", "tools", "expected_tool_calls", "metadata")
@@ -45,11 +45,26 @@ def read_text(path: Path) -> str:
     return text.removeprefix("\ufeff")
 
 
-def _pydantic_message(err: ValidationError) -> tuple[str, str]:
-    first = err.errors()[0]
-    loc = ".".join(str(p) for p in first["loc"]) or "row"
-    msg = first["msg"].removeprefix("Value error, ")
-    extra = len(err.errors()) - 1
+_UNION_TAGS = frozenset({"str", "int", "float", "bool", "dict", "list", "none", "tuple"})
+
+
+def _clean_loc(loc: tuple[Any, ...]) -> str:
+    """Field path without pydantic's union-member tags (``schema.dict[str,any]`` → ``schema``)."""
+    parts = [str(p) for p in loc if not (isinstance(p, str) and ("[" in p or p in _UNION_TAGS))]
+    return ".".join(parts) or "row"
+
+
+def pydantic_message(err: ValidationError) -> tuple[str, str]:
+    """(field path, one-sentence message) for the first problem of a validation error."""
+    errors = err.errors()
+    loc = _clean_loc(errors[0]["loc"])
+    same = [e for e in errors if _clean_loc(e["loc"]) == loc]
+    msgs = [e["msg"].removeprefix("Value error, ") for e in same]
+    if len(same) > 1 and all(m.startswith("Input should be ") for m in msgs):
+        msg = "Input should be " + " or ".join(dict.fromkeys(m.removeprefix("Input should be ") for m in msgs))
+    else:
+        msg = msgs[0]
+    extra = len(errors) - len(same)
     if extra:
         msg += f" (and {extra} more error{'s' if extra > 1 else ''} in this row)"
     return loc, msg
@@ -64,7 +79,7 @@ def parse_row(data: Any, *, file: str, line: int) -> Example:
     try:
         return Example.model_validate(data)
     except ValidationError as e:
-        loc, msg = _pydantic_message(e)
+        loc, msg = pydantic_message(e)
         raise UserError(msg, file=file, line=line, field=loc) from None
 
 

@@ -1,0 +1,45 @@
+"""Run every benchmark in bench/ (``make bench``). Each prints its own table with ratios against a
+named peer measured in the same run. Machine facts are printed first so figures can be quoted."""
+
+from __future__ import annotations
+
+import os
+import platform
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+ORDER = [
+    "bench_evaluators.py",
+    "gate_speed.py",
+    "gate_calibration.py",
+    "bench_generation.py",
+]
+
+
+def main() -> int:
+    print(f"# tunegate benchmarks — {platform.node()} · {platform.processor() or platform.machine()} · "
+          f"{os.cpu_count()} cores · Python {platform.python_version()} · {time.strftime('%Y-%m-%d %H:%M')}")
+    only = sys.argv[1:]
+    failed = []
+    for name in ORDER + sorted(p.name for p in HERE.glob("*.py") if p.name not in ORDER and p.name != "run_all.py"):
+        if only and not any(o in name for o in only):
+            continue
+        path = HERE / name
+        if not path.exists():
+            continue
+        print(f"\n## {name}", flush=True)
+        t0 = time.perf_counter()
+        rc = subprocess.call([sys.executable, str(path)], cwd=HERE.parent)
+        print(f"({name}: {time.perf_counter() - t0:.1f}s, exit {rc})", flush=True)
+        if rc:
+            failed.append(name)
+    if failed:
+        print(f"\nfailed: {', '.join(failed)}")
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

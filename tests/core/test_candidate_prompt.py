@@ -63,3 +63,8 @@ def test_load_candidate_yaml(tmp_path: Path) -> None:
     p.write_text("name: inc\nprompt:\n  system: Hello\n  user: '{{input}}'\nparams: {temperature: 0.5, n: 3}\n")
     c = load_candidate(p)
     assert c.params.n == 3 and c.prompt.system == "Hello" and c.source == str(p)
+
+
+def test_literal_closing_braces_are_allowed() -> None:
+    t = PromptTemplate(system='Answer like {"name": "f", "arguments": {"a": 1}}')
+    assert t.render(Example(id="1", input="q"))[0].content == 'Answer like {"name": "f", "arguments": {"a": 1}}'

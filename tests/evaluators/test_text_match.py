@@ -194,3 +194,15 @@ def test_empty_expected_list_is_error() -> None:
 def test_overflowing_number_is_not_an_answer() -> None:
     r = run(NumericMatch(), "1e99999", "5")
     assert r.status == "ok" and r.score == 0.0 and r.reason.startswith("no number found")
+
+
+def test_text_evaluators_skip_structured_expected() -> None:
+    from tunegate.core import Example, ModelOutput
+    from tunegate.evaluators.base import EvalContext
+    from tunegate.evaluators.text_match import Contains, ExactMatch, TokenF1
+
+    ex = Example(id="s", input="extract", expected={"order_id": "A-1"})
+    for ev in (ExactMatch(), TokenF1(), Contains()):
+        r = ev.evaluate(EvalContext(ex, ModelOutput(text='{"order_id": "A-1"}')))
+        assert r.status == "skipped" and "JSON object" in r.reason, (ev.name, r)
+    assert Contains(substrings=["A-1"]).evaluate(EvalContext(ex, ModelOutput(text="A-1"))).score == 1.0

@@ -29,7 +29,8 @@ __all__ = [
 ]
 
 PLACEHOLDER = re.compile(r"\{\{\s*([A-Za-z_][A-Za-z0-9_]*(?:\.[A-Za-z0-9_]+)*)\s*\}\}")
-_STRAY = re.compile(r"\{\{|\}\}")
+#: An opening ``{{`` that does not start a valid placeholder (a lone ``}}`` is fine: JSON has them).
+_STRAY = re.compile(r"\{\{")
 #: Wording used when context / schema are added automatically (part of rendered prompts, so cached).
 CONTEXT_HEADER = "Context:\n"
 SCHEMA_NOTE = "Respond only with a JSON object that matches this JSON Schema:\n"

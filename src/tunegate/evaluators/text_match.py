@@ -94,6 +94,16 @@ def _as_texts(expected: Any) -> list[str]:
     return [x if isinstance(x, str) else json.dumps(x, ensure_ascii=False) for x in items]
 
 
+def _text_missing(ex: Example) -> list[str]:
+    """Text matching needs a textual reference: a JSON-object ``expected`` (a structured-output row)
+    is skipped rather than compared with its JSON text, which would reward key names."""
+    if ex.expected is None:
+        return ["expected"]
+    if isinstance(ex.expected, dict):
+        return ["textual expected (expected is a JSON object; score it with json_validation)"]
+    return []
+
+
 def _short(text: str, n: int = 80) -> str:
     return repr(text if len(text) <= n else text[: n - 1] + "…")
 
@@ -109,6 +119,9 @@ class ExactMatch(Evaluator):
 
     def validate_config(self, config: dict[str, Any]) -> dict[str, Any]:
         return parse_options(self.name, config, {"normalize": (bool, True)})
+
+    def missing(self, ex: Example) -> list[str]:
+        return _text_missing(ex)
 
     def score(self, ctx: EvalContext) -> EvalResult:
         refs = _as_texts(ctx.example.expected)
@@ -261,6 +274,9 @@ class TokenF1(Evaluator):
                             field=f"evaluators.{self.name}")
         return cfg
 
+    def missing(self, ex: Example) -> list[str]:
+        return _text_missing(ex)
+
     def score(self, ctx: EvalContext) -> EvalResult:
         refs = _as_texts(ctx.example.expected)
         f1, best = max(((token_f1(ctx.output.text, r), r) for r in refs), key=lambda t: t[0])
@@ -356,8 +372,9 @@ class Contains(Evaluator):
         return cfg
 
     def missing(self, ex: Example) -> list[str]:
-        return ["expected (and no 'substrings' configured)"] if (
-            self.config["substrings"] is None and ex.expected is None) else []
+        if self.config["substrings"] is not None:
+            return []
+        return [m + " (and no 'substrings' configured)" for m in _text_missing(ex)]
 
     def score(self, ctx: EvalContext) -> EvalResult:
         subs: list[str] = self.config["substrings"] or _as_texts(ctx.example.expected)

@@ -39,11 +39,10 @@ def _register() -> None:
 
     for mod in (run_cmd, runs_cmd, models_cmd, evaluators_cmd, data_cmd):
         mod.register(cli)
-    try:
-        from tunegate.cli import gate_cmd
-    except ImportError:  # pragma: no cover - during bootstrap only
-        return
+    from tunegate.cli import demo_cmd, gate_cmd
+
     gate_cmd.register(cli)
+    demo_cmd.register(cli)
 
 
 _register()

@@ -1,0 +1,240 @@
+"""Gate policy: which rules a candidate must satisfy, read from YAML, versioned and hashed.
+
+Example::
+
+    name: support-bot
+    version: "3"
+    headline: {evaluator: task_completion, rule: improve}            # CI low bound of delta > 0
+    guards:
+      - {evaluator: groundedness, rule: non_inferior, margin: 0.02}  # CI low bound > -0.02
+      - {evaluator: content_safety, rule: no_drop}                   # = non_inferior, margin 0
+      - {evaluator: json_validation, rule: floor, min: 0.95}         # candidate mean >= 0.95
+    cohorts: {rule: non_inferior, margin: 0.05, min_rows: 20}       # every cohort with >= 20 pairs
+    max_cohort_variance_increase: 0.01
+    error_budget: 0.02
+
+Unknown keys are rejected (a typo like ``margn`` must not silently disable a guard), and errors
+name the file, the line and the field. The hash covers every setting that changes a verdict, with
+defaults filled in, so two files that say the same thing hash the same.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from tunegate.core.hashing import content_hash
+from tunegate.errors import UserError
+
+__all__ = ["CohortRules", "GatePolicy", "Rule", "RuleKind", "load_policy"]
+
+RuleKind = Literal["improve", "non_inferior", "no_drop", "floor"]
+
+
+def _check_rule(rule: str, margin: float | None, minimum: float | None) -> None:
+    """Shared by per-evaluator and per-cohort rules: each kind takes exactly the numbers it uses."""
+    if rule == "non_inferior" and margin is None:
+        raise ValueError("rule non_inferior needs a margin (e.g. margin: 0.02)")
+    if rule != "non_inferior" and margin is not None:
+        hint = " (use non_inferior for a tolerance)" if rule in ("improve", "no_drop") else ""
+        raise ValueError(f"rule {rule} takes no margin{hint}")
+    if rule == "floor" and minimum is None:
+        raise ValueError("rule floor needs a min (e.g. min: 0.95)")
+    if rule != "floor" and minimum is not None:
+        raise ValueError(f"rule {rule} takes no min (only floor does)")
+
+
+def _threshold(rule: str, margin: float | None, minimum: float | None) -> float:
+    if rule == "non_inferior":
+        return -float(margin) if margin else 0.0
+    if rule == "floor":
+        return float(minimum or 0.0)
+    return 0.0
+
+
+class Rule(BaseModel):
+    """One rule on one evaluator's overall result.
+
+    ``improve``: the 95% CI of the mean delta lies above 0. ``non_inferior``: it lies above
+    ``-margin``. ``no_drop``: non_inferior with margin 0. ``floor``: the candidate's mean is at least
+    ``min``, judged on the CI of the candidate mean.
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    evaluator: str = Field(min_length=1, description="Evaluator name, as in the runs.")
+    rule: RuleKind = Field(description="improve | non_inferior | no_drop | floor.")
+    margin: float | None = Field(default=None, ge=0.0, le=1.0, description="Tolerated drop (non_inferior).")
+    min: float | None = Field(default=None, ge=0.0, le=1.0, description="Lowest acceptable mean (floor).")
+
+    @model_validator(mode="after")
+    def _kind(self) -> Rule:
+        _check_rule(self.rule, self.margin, self.min)
+        return self
+
+    @property
+    def threshold(self) -> float:
+        """The value the measured quantity must exceed: 0, -margin, or min."""
+        return _threshold(self.rule, self.margin, self.min)
+
+    def describe(self) -> str:
+        if self.rule == "non_inferior":
+            return f"{self.evaluator} non_inferior (margin {self.margin:g})"
+        if self.rule == "floor":
+            return f"{self.evaluator} floor {self.min:g}"
+        return f"{self.evaluator} {self.rule}"
+
+
+class CohortRules(BaseModel):
+    """A rule applied to every cohort with at least ``min_rows`` pairs, for each listed evaluator."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    rule: RuleKind = "non_inferior"
+    margin: float | None = Field(default=None, ge=0.0, le=1.0)
+    min: float | None = Field(default=None, ge=0.0, le=1.0)
+    min_rows: int = Field(default=20, ge=1, description="Smaller cohorts are listed but not gated.")
+    evaluators: list[str] | None = Field(
+        default=None, description="Evaluators the cohort rule covers; default: headline + guards.")
+    alpha_share: float = Field(
+        default=0.5, gt=0.0, lt=1.0,
+        description="Share of the false-BLOCK budget spent on per-cohort tests (rest: overall rules).")
+
+    @model_validator(mode="after")
+    def _kind(self) -> CohortRules:
+        _check_rule(self.rule, self.margin, self.min)
+        return self
+
+    @property
+    def threshold(self) -> float:
+        return _threshold(self.rule, self.margin, self.min)
+
+
+class GatePolicy(BaseModel):
+    """The whole gate: rules, statistical settings, identity (name, version, hash)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    name: str = Field(default="default", min_length=1)
+    version: str = Field(default="1", min_length=1, description="The policy's own version string.")
+    alpha: float = Field(default=0.05, gt=0.0, lt=0.5, description="Nominal false-BLOCK / false-PROMOTE rate.")
+    correction: Literal["holm", "bh"] = Field(default="holm", description="Multiplicity correction.")
+    n_resamples: int = Field(default=2000, ge=200, le=200_000)
+    seed: int = Field(default=0, ge=0)
+    min_rows: int = Field(default=10, ge=1, description="Fewest pairs on which an overall rule is decided.")
+    headline: Rule | None = None
+    guards: list[Rule] = Field(default_factory=list)
+    cohorts: CohortRules | None = None
+    max_cohort_variance_increase: float | None = Field(
+        default=None, ge=0.0, description="Largest allowed rise in the variance of cohort means.")
+    error_budget: float | None = Field(
+        default=None, ge=0.0, le=1.0,
+        description="Largest fraction of rows errored or missing on either side (gated evaluators).")
+    source: str | None = Field(default=None, exclude=True, description="File it was loaded from.")
+
+    @field_validator("version", mode="before")
+    @classmethod
+    def _version(cls, v: Any) -> Any:
+        return str(v) if isinstance(v, int | float) and not isinstance(v, bool) else v
+
+    @model_validator(mode="after")
+    def _rules(self) -> GatePolicy:
+        if self.headline is None and not self.guards:
+            raise ValueError("a policy needs a headline or at least one guard")
+        return self
+
+    def gated_evaluators(self) -> list[str]:
+        """Headline and guard evaluators, in policy order, without repeats."""
+        names = ([self.headline.evaluator] if self.headline else []) + [g.evaluator for g in self.guards]
+        return list(dict.fromkeys(names))
+
+    def cohort_evaluators(self) -> list[str]:
+        """Evaluators the cohort rule and the cohort-variance limit apply to."""
+        if self.cohorts is not None and self.cohorts.evaluators is not None:
+            return list(dict.fromkeys(self.cohorts.evaluators))
+        return self.gated_evaluators()
+
+    @property
+    def min_cohort_rows(self) -> int:
+        return self.cohorts.min_rows if self.cohorts is not None else 20
+
+    def compare_options(self) -> dict[str, Any]:
+        """Keyword arguments for ``compare_arrays`` so the comparison matches this policy."""
+        return {"n_resamples": self.n_resamples, "alpha": self.alpha, "seed": self.seed,
+                "correction": self.correction, "min_cohort_rows": self.min_cohort_rows}
+
+    @property
+    def hash(self) -> str:
+        """Content hash of every setting (defaults included), ``pol-`` prefixed."""
+        return content_hash(self.model_dump(mode="json"), prefix="pol-")
+
+
+def _node_line(text: str, loc: tuple[Any, ...]) -> int | None:
+    """Line (1-based) of the deepest YAML node on the path ``loc`` (keys and list indices)."""
+    try:
+        node = yaml.compose(text, Loader=yaml.SafeLoader)
+    except yaml.YAMLError:
+        return None
+    line = node.start_mark.line + 1 if node is not None else None
+    for part in loc:
+        if isinstance(node, yaml.MappingNode):
+            hit = next(((k, v) for k, v in node.value if k.value == str(part)), None)
+            if hit is None:
+                break
+            line, node = hit[0].start_mark.line + 1, hit[1]
+        elif isinstance(node, yaml.SequenceNode) and isinstance(part, int) and part < len(node.value):
+            node = node.value[part]
+            line = node.start_mark.line + 1
+        else:
+            break
+    return line
+
+
+def _field_name(loc: tuple[Any, ...]) -> str:
+    out = ""
+    for part in loc:
+        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
+    return out or "policy"
+
+
+def load_policy(path: str | Path) -> GatePolicy:
+    """Read a policy YAML; any problem is a UserError naming file, line and field."""
+    from tunegate.core.loading import read_text
+
+    file = str(path)
+    text = read_text(Path(path))
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as e:
+        mark = getattr(e, "problem_mark", None)
+        raise UserError(f"invalid YAML: {getattr(e, 'problem', None) or e}", file=file,
+                        line=mark.line + 1 if mark is not None else None) from None
+    if not isinstance(data, dict):
+        raise UserError("a policy file must be a mapping (headline, guards, cohorts...)", file=file, line=1)
+    try:
+        policy = GatePolicy.model_validate(data)
+    except ValidationError as e:
+        err = e.errors()[0]
+        loc = tuple(err["loc"])
+        msg = err["msg"].removeprefix("Value error, ")
+        if err["type"] == "extra_forbidden":
+            parent = _model_at(loc[:-1])
+            allowed = ", ".join(k for k in parent.model_fields if k != "source") if parent else ""
+            msg = f"unknown key {loc[-1]!r}" + (f" (allowed: {allowed})" if allowed else "")
+        extra = len(e.errors()) - 1
+        if extra:
+            msg += f" (and {extra} more error{'s' if extra > 1 else ''})"
+        raise UserError(msg, file=file, line=_node_line(text, loc), field=_field_name(loc)) from None
+    return policy.model_copy(update={"source": file})
+
+
+def _model_at(loc: tuple[Any, ...]) -> type[BaseModel] | None:
+    """The pydantic model that a (parent) location refers to, for listing allowed keys."""
+    parts = [p for p in loc if not isinstance(p, int)]
+    if not parts:
+        return GatePolicy
+    models: dict[str, type[BaseModel]] = {"headline": Rule, "guards": Rule, "cohorts": CohortRules}
+    return models.get(str(parts[0]))

@@ -1,0 +1,29 @@
+"""Write the report folder: summary.md, junit.xml, verdict.json, rows.jsonl."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from tunegate.engine.gating import GateResult, row_diffs
+from tunegate.report.junit import render_junit
+from tunegate.report.markdown import render_markdown
+
+__all__ = ["write_report"]
+
+
+def write_report(res: GateResult, folder: str | Path) -> dict[str, Path]:
+    """Write every report file into ``folder`` (created); returns name → path."""
+    out = Path(folder)
+    out.mkdir(parents=True, exist_ok=True)
+    rows = row_diffs(res.paired)
+    paths = {"summary.md": out / "summary.md", "junit.xml": out / "junit.xml",
+             "verdict.json": out / "verdict.json", "rows.jsonl": out / "rows.jsonl"}
+    paths["summary.md"].write_text(render_markdown(res, rows), encoding="utf-8")
+    paths["junit.xml"].write_text(render_junit(res), encoding="utf-8")
+    paths["verdict.json"].write_text(json.dumps(res.to_dict(), indent=2, ensure_ascii=False, default=str) + "\n",
+                                     encoding="utf-8")
+    with paths["rows.jsonl"].open("w", encoding="utf-8") as fh:
+        for r in rows:
+            fh.write(json.dumps(r, ensure_ascii=False, default=str) + "\n")
+    return paths

@@ -1,6 +1,13 @@
-"""tunegate: decide, with evidence, whether a tuned LLM candidate may replace the model in production."""
+"""tunegate: decide, with evidence, whether a tuned LLM candidate may replace the model in production.
+
+The domain types import eagerly (they are light); the API functions (``run``, ``gate``,
+``gate_detailed``, ``load_policy``) import the engine on first use so ``import tunegate`` stays cheap.
+"""
+
+from __future__ import annotations
 
 from importlib.metadata import PackageNotFoundError, version
+from typing import Any
 
 try:
     __version__ = version("tunegate")
@@ -19,6 +26,8 @@ from tunegate.core import (
     load_candidate,
     load_dataset,
 )
+from tunegate.core.policy import GatePolicy, load_policy
+from tunegate.core.verdict import RuleResult, Verdict
 from tunegate.errors import TunegateError, UserError
 
 __all__ = [
@@ -27,12 +36,29 @@ __all__ = [
     "DecodingParams",
     "EvalResult",
     "Example",
+    "GatePolicy",
     "ModelOutput",
     "PromptTemplate",
+    "RuleResult",
     "ToolCall",
     "TunegateError",
     "UserError",
+    "Verdict",
     "__version__",
+    "gate",
+    "gate_detailed",
     "load_candidate",
     "load_dataset",
+    "load_policy",
+    "run",
 ]
+
+_LAZY = {"run", "gate", "gate_detailed"}
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        from tunegate import api
+
+        return getattr(api, name)
+    raise AttributeError(f"module 'tunegate' has no attribute {name!r}")

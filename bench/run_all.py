@@ -16,6 +16,7 @@ ORDER = [
     "gate_speed.py",
     "gate_calibration.py",
     "bench_generation.py",
+    "evaluator_agreement.py",
 ]
 
 
@@ -24,7 +25,9 @@ def main() -> int:
           f"{os.cpu_count()} cores · Python {platform.python_version()} · {time.strftime('%Y-%m-%d %H:%M')}")
     only = sys.argv[1:]
     failed = []
-    for name in ORDER + sorted(p.name for p in HERE.glob("*.py") if p.name not in ORDER and p.name != "run_all.py"):
+    extra = sorted(p.name for p in HERE.glob("*.py")
+                   if p.name not in ORDER and p.name != "run_all.py" and not p.name.startswith("agreement_"))
+    for name in ORDER + extra:
         if only and not any(o in name for o in only):
             continue
         path = HERE / name

@@ -21,6 +21,7 @@ def evaluators_command(as_json: bool) -> int:
         cls = reg.get(n)
         rows.append({"name": n, "version": cls.version, "requires": list(cls.requires),
                      "description": cls.description, "module": cls.__module__})
+        rows[-1]["requires"] = ["schema" if f == "json_schema" else f for f in rows[-1]["requires"]]
     if as_json:
         for r in rows:
             common.print_json(r)

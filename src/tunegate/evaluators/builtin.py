@@ -8,9 +8,12 @@ Add a new built-in family by appending its classes to ``BUILTINS``.
 
 from __future__ import annotations
 
+from tunegate.evaluators.adherence import PromptAdherence
 from tunegate.evaluators.base import Evaluator
+from tunegate.evaluators.factual import FactualAccuracy
 from tunegate.evaluators.json_validation import JSONValidation
 from tunegate.evaluators.registry import Registry
+from tunegate.evaluators.relevancy import AnswerRelevancy
 from tunegate.evaluators.text_match import Contains, ExactMatch, NumericMatch, Regex, TokenF1
 from tunegate.evaluators.tool_selection import ToolSelection
 
@@ -25,6 +28,9 @@ BUILTINS: list[type[Evaluator]] = [
     TokenF1,
     Regex,
     Contains,
+    PromptAdherence,
+    AnswerRelevancy,
+    FactualAccuracy,
 ]
 
 

@@ -12,8 +12,11 @@ from tunegate.evaluators.adherence import PromptAdherence
 from tunegate.evaluators.base import Evaluator
 from tunegate.evaluators.factual import FactualAccuracy
 from tunegate.evaluators.json_validation import JSONValidation
+from tunegate.evaluators.pii import PII
+from tunegate.evaluators.refusal import Refusal
 from tunegate.evaluators.registry import Registry
 from tunegate.evaluators.relevancy import AnswerRelevancy
+from tunegate.evaluators.safety import ContentSafety
 from tunegate.evaluators.text_match import Contains, ExactMatch, NumericMatch, Regex, TokenF1
 from tunegate.evaluators.tool_selection import ToolSelection
 
@@ -31,6 +34,9 @@ BUILTINS: list[type[Evaluator]] = [
     PromptAdherence,
     AnswerRelevancy,
     FactualAccuracy,
+    ContentSafety,
+    Refusal,
+    PII,
 ]
 
 

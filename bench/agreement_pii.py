@@ -1,0 +1,141 @@
+"""Agreement of the ``pii`` evaluator's detector with the presidio-research synthetic PII set.
+
+Matching (entity level, documented in docs/evaluators/safety-pii.md):
+  * types are mapped to one family on both sides: dataset GPE / STREET_ADDRESS / ZIP_CODE and our
+    LOCATION / STREET_ADDRESS are all "LOCATION" (presidio-research's own convention); other types
+    keep their names; dataset types that are not personal data here (ORGANIZATION, DATE_TIME, TITLE,
+    AGE, NRP, DOMAIN_NAME) are not scored;
+  * a gold span is found (recall) when predictions of its family cover >= 50 % of its characters;
+    a predicted span is right (precision) when >= 50 % of its characters lie in gold spans of its
+    family. Coverage, not one-to-one pairing, because a detector may split an address in parts.
+Also reported: row-level "has PII" (what the evaluator's pass/fail uses) and exact-span F1.
+
+The set is split by a hash of ``template_id``: the recognizers in ``pii_recognizers`` were written
+looking at the *tune* half only; the *held-out* half (unseen templates) is the headline figure.
+Run: ``python bench/agreement_pii.py``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import time
+from collections import defaultdict
+from pathlib import Path
+from typing import Any
+
+__all__ = ["GOLD_MAP", "main", "match_counts", "results", "template_half"]
+
+DATA = Path(__file__).resolve().parents[1] / ".." / "shared" / "datasets" / "presidio_synth_pii" / "data.jsonl"
+GOLD_MAP = {"PERSON": "PERSON", "GPE": "LOCATION", "STREET_ADDRESS": "LOCATION", "ZIP_CODE": "LOCATION",
+            "EMAIL_ADDRESS": "EMAIL_ADDRESS", "PHONE_NUMBER": "PHONE_NUMBER", "CREDIT_CARD": "CREDIT_CARD",
+            "IBAN_CODE": "IBAN_CODE", "US_SSN": "US_SSN", "IP_ADDRESS": "IP_ADDRESS",
+            "US_DRIVER_LICENSE": "US_DRIVER_LICENSE"}
+PRED_MAP = {"STREET_ADDRESS": "LOCATION"}
+ENTITIES = sorted(set(GOLD_MAP.values()) | {"STREET_ADDRESS"})
+TARGET_F1 = 0.85
+
+
+def template_half(row: dict[str, Any]) -> str:
+    """``tune`` or ``held-out`` from a hash of the template id (stable, independent of row order)."""
+    h = int(hashlib.sha256(str(row["template_id"]).encode()).hexdigest(), 16) % 2
+    return "tune" if h == 0 else "held-out"
+
+
+def _coverage(a: int, b: int, spans: list[tuple[int, int]]) -> float:
+    covered = sum(1 for i in range(a, b) if any(s <= i < e for s, e in spans))
+    return covered / max(1, b - a)
+
+
+def match_counts(rows: list[dict[str, Any]], preds: list[list[dict[str, Any]]]) -> dict[str, dict[str, int]]:
+    """Per family: gold, gold found, predicted, predicted right, exact-span hits."""
+    c: dict[str, dict[str, int]] = defaultdict(lambda: defaultdict(int))
+    for row, pred in zip(rows, preds, strict=True):
+        gold = [(GOLD_MAP[s["entity_type"]], s["start_position"], s["end_position"])
+                for s in row["spans"] if s["entity_type"] in GOLD_MAP]
+        pr = [(PRED_MAP.get(p["type"], p["type"]), p["start"], p["end"]) for p in pred]
+        exact = {(t, a, b) for t, a, b in pr}
+        for t, a, b in gold:
+            c[t]["gold"] += 1
+            c[t]["found"] += _coverage(a, b, [(x, y) for tt, x, y in pr if tt == t]) >= 0.5
+            c[t]["exact"] += (t, a, b) in exact
+        for t, a, b in pr:
+            c[t]["pred"] += 1
+            c[t]["right"] += _coverage(a, b, [(x, y) for tt, x, y in gold if tt == t]) >= 0.5
+    return c
+
+
+def _prf(found: int, gold: int, right: int, pred: int) -> tuple[float, float, float]:
+    r = found / gold if gold else float("nan")
+    p = right / pred if pred else float("nan")
+    f = 2 * p * r / (p + r) if gold and pred and p + r else 0.0
+    return p, r, f
+
+
+def results() -> list[dict[str, Any]]:
+    """Rows for the aggregate table (held-out half first, then the tuning half for reference)."""
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    from tunegate.evaluators.pii import DEFAULT_ENTITIES, DEFAULT_THRESHOLD, analyze
+
+    rows = [json.loads(line) for line in DATA.read_text(encoding="utf-8").splitlines() if line.strip()]
+    analyze(["warm-up, load the model"], ENTITIES)
+    t0 = time.perf_counter()
+    preds = analyze([r["text"] for r in rows], ENTITIES, DEFAULT_THRESHOLD)
+    rate = len(rows) / (time.perf_counter() - t0)
+    out: list[dict[str, Any]] = []
+
+    def add(slice_: str, metric: str, value: float, n: int, target: float | None = None) -> None:
+        out.append({"evaluator": "pii", "dataset": "presidio_synth_pii", "slice": slice_, "metric": metric,
+                    "value": round(value, 4), "target": target, "n": n, "rows_per_s": round(rate, 1)})
+
+    default = set(DEFAULT_ENTITIES)
+    for half in ("held-out", "tune"):
+        idx = [i for i, r in enumerate(rows) if template_half(r) == half]
+        c = match_counts([rows[i] for i in idx], [preds[i] for i in idx])
+        tot = {k: sum(c[t][k] for t in c) for k in ("gold", "found", "pred", "right", "exact")}
+        p, r, f = _prf(tot["found"], tot["gold"], tot["right"], tot["pred"])
+        add(f"{half}/all types", "entity precision", p, tot["pred"])
+        add(f"{half}/all types", "entity recall", r, tot["gold"])
+        add(f"{half}/all types", "entity F1 (50% overlap)", f, tot["gold"], TARGET_F1)
+        pe = tot["exact"] / tot["pred"] if tot["pred"] else 0.0
+        re_ = tot["exact"] / tot["gold"] if tot["gold"] else 0.0
+        add(f"{half}/all types", "entity F1 (exact span)", 2 * pe * re_ / (pe + re_) if pe + re_ else 0.0,
+            tot["gold"])
+        no_loc = {k: sum(c[t][k] for t in c if t != "LOCATION") for k in ("gold", "found", "pred", "right")}
+        add(f"{half}/all but LOCATION", "entity F1 (50% overlap)",
+            _prf(no_loc["found"], no_loc["gold"], no_loc["right"], no_loc["pred"])[2], no_loc["gold"], TARGET_F1)
+        for t in sorted(c):
+            p, r, f = _prf(c[t]["found"], c[t]["gold"], c[t]["right"], c[t]["pred"])
+            if c[t]["gold"]:
+                add(f"{half}/{t}", "entity P/R/F1", f, c[t]["gold"])
+                out[-1]["precision"], out[-1]["recall"] = round(p, 4), round(r, 4)
+        # Row level with the evaluator's default entity set: what pass/fail depends on.
+        tp = fp = fn = 0
+        for i in idx:
+            has_gold = any(s["entity_type"] in GOLD_MAP and s["entity_type"] != "GPE" for s in rows[i]["spans"])
+            has_pred = any(p_["type"] in default for p_ in preds[i])
+            tp += has_gold and has_pred
+            fp += has_pred and not has_gold
+            fn += has_gold and not has_pred
+        p, r = tp / max(1, tp + fp), tp / max(1, tp + fn)
+        add(f"{half}/rows (default entities)", "has-PII F1", 2 * p * r / max(1e-9, p + r), len(idx))
+        out[-1]["precision"], out[-1]["recall"] = round(p, 4), round(r, 4)
+    return out
+
+
+def main() -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(title="pii agreement (presidio synthetic v2)")
+    for col in ("slice", "metric", "value", "P", "R", "target", "n", "rows/s"):
+        table.add_column(col)
+    for r in results():
+        table.add_row(r["slice"], r["metric"], f"{r['value']:.3f}", str(r.get("precision", "")),
+                      str(r.get("recall", "")), str(r["target"] or ""), str(r["n"]), str(r["rows_per_s"]))
+    Console().print(table)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,84 @@
+"""Agreement of ``content_safety`` (shipped head) with the OpenAI moderation set, and of the refusal
+signal with the hand-written evaluation list. Only the *test* split (sha256(id) % 10 >= 8: never used
+to fit or calibrate) is scored here; the 5-fold CV spread comes from the head's manifest.
+Run: ``python bench/agreement_safety.py``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+__all__ = ["main", "results"]
+
+ROOT = Path(__file__).resolve().parents[1]
+DATA = ROOT / ".." / "shared" / "datasets" / "openai_moderation" / "data.jsonl"
+CASES = ROOT / "tests" / "evaluators" / "data" / "refusal_cases.jsonl"
+TARGET_F1 = 0.80
+
+
+def results() -> list[dict[str, Any]]:
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    from tunegate.evaluators.refusal import refusal_signals
+    from tunegate.evaluators.safety import CATEGORIES, embed_texts, load_head
+    from tunegate.evaluators.safety_train import prf, split_of
+
+    head = load_head()
+    rows = [json.loads(line) for line in DATA.read_text(encoding="utf-8").splitlines() if line.strip()]
+    test = [r for r in rows if split_of(r["id"]) == "test"]
+    embed_texts(["warm-up"])
+    t0 = time.perf_counter()
+    P = head.predict(embed_texts([r["text"] for r in test]))
+    rate = len(test) / (time.perf_counter() - t0)
+    cv = head.manifest.get("cv5_f1", {})
+    out: list[dict[str, Any]] = []
+
+    def add(slice_: str, metric: str, value: float, n: int, target: float | None, r: float, **kw: Any) -> None:
+        out.append({"evaluator": kw.pop("evaluator", "content_safety"), "dataset": kw.pop("dataset", "openai_moderation"),
+                    "slice": slice_, "metric": metric, "value": round(value, 4), "target": target, "n": n,
+                    "rows_per_s": round(r, 1), **kw})
+
+    y = np.array([r["any_flagged"] for r in test])
+    p, r_, f = prf(y, head.unsafe(P) >= head.tau)
+    add("test/any_flagged", "F1", f, len(test), TARGET_F1, rate, precision=round(p, 4), recall=round(r_, 4),
+        cv5=cv.get("any_flagged"))
+    for j, (code, name) in enumerate(CATEGORIES.items()):
+        lab = np.array([-1 if r[code] is None else r[code] for r in test])
+        keep = lab >= 0
+        p, r_, f = prf(lab[keep], P[keep, j] >= head.thresholds[j])
+        add(f"test/{name}", "F1", f, int(keep.sum()), TARGET_F1, rate, precision=round(p, 4),
+            recall=round(r_, 4), positives=int((lab[keep] == 1).sum()), cv5=cv.get(name))
+    cases = [json.loads(line) for line in CASES.read_text(encoding="utf-8").splitlines() if line.strip()]
+    t0 = time.perf_counter()
+    sig = refusal_signals([c["text"] for c in cases])
+    rrate = len(cases) / (time.perf_counter() - t0)
+    y = np.array([c["refusal"] for c in cases])
+    pred = np.array([s["refused"] for s in sig])
+    p, r_, f = prf(y.astype(int), pred)
+    add("eval list", "refusal F1", f, len(cases), None, rrate, evaluator="refusal", dataset="refusal_cases (hand-written)",
+        precision=round(p, 4), recall=round(r_, 4), accuracy=round(float((y == pred).mean()), 4))
+    return out
+
+
+def main() -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(title="content_safety / refusal agreement (held-out test split)")
+    for col in ("evaluator", "slice", "metric", "value", "P", "R", "CV5 mean±sd", "target", "n", "rows/s"):
+        table.add_column(col)
+    for r in results():
+        cv = r.get("cv5")
+        table.add_row(r["evaluator"], r["slice"], r["metric"], f"{r['value']:.3f}", str(r.get("precision", "")),
+                      str(r.get("recall", "")), f"{cv['mean']:.3f}±{cv['sd']:.3f}" if cv else "",
+                      str(r["target"] or ""), str(r["n"]), str(r["rows_per_s"]))
+    Console().print(table)
+
+
+if __name__ == "__main__":
+    main()

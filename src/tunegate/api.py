@@ -21,7 +21,7 @@ from tunegate.core.example import Split
 from tunegate.core.loading import load_dataset
 from tunegate.core.policy import GatePolicy, load_policy
 from tunegate.core.verdict import Verdict
-from tunegate.engine.factory import make_backend
+from tunegate.engine.factory import install_judge_factory, make_backend
 from tunegate.engine.gating import GateResult, gate_runs
 from tunegate.engine.plan import plan_run
 from tunegate.engine.runner import ProgressHook, RunSummary, execute
@@ -35,6 +35,7 @@ PathLike = str | Path
 
 
 def _dataset(d: PathLike | Dataset) -> Dataset:
+    install_judge_factory()
     return d if isinstance(d, Dataset) else load_dataset(d)
 
 

@@ -6,7 +6,9 @@ from tunegate.evaluators.base import ROW_FIELDS
 from tunegate.evaluators.builtin import BUILTINS, register
 from tunegate.evaluators.registry import Registry, default_registry, load_suite
 
-NAMES = ["contains", "exact_match", "json_validation", "numeric_match", "regex", "token_f1", "tool_selection"]
+NAMES = ["answer_relevancy", "contains", "content_safety", "custom", "exact_match", "factual_accuracy",
+         "faithfulness", "groundedness", "hallucination", "json_validation", "numeric_match", "pii",
+         "prompt_adherence", "refusal", "regex", "task_completion", "token_f1", "tool_selection"]
 
 
 def test_register_adds_every_builtin() -> None:

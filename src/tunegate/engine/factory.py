@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import os
+from typing import Any
 
 from tunegate.backends.base import Backend
 from tunegate.core.candidate import CandidateSpec
 from tunegate.errors import UserError
 
-__all__ = ["make_backend"]
+__all__ = ["install_judge_factory", "make_backend", "make_judge_backend"]
 
 
 def _opt(spec: CandidateSpec, key: str, typ: type | tuple[type, ...], default: object) -> object:
@@ -47,3 +48,18 @@ def make_backend(spec: CandidateSpec) -> Backend:
                          concurrency=_opt(spec, "concurrency", int, 8),  # type: ignore[arg-type]
                          timeout_s=float(_opt(spec, "timeout_s", (int, float), 60)),  # type: ignore[arg-type]
                          max_retries=_opt(spec, "max_retries", int, 4))  # type: ignore[arg-type]
+
+
+def make_judge_backend(spec: dict[str, Any]) -> Backend:
+    """The backend an LLM-judge evaluator's ``judge:`` config names (same factory as candidates)."""
+    return make_backend(CandidateSpec(name="judge", backend=spec["backend"], model=spec["model"],
+                                      base_url=spec.get("base_url"), api_key_env=spec.get("api_key_env"),
+                                      adapter=spec.get("adapter"), options=spec.get("options") or {}))
+
+
+def install_judge_factory() -> None:
+    """Let judge evaluators build backends. Evaluators may not import backend implementations
+    (layering), so the engine hands them this factory; called by the CLI and the Python API."""
+    from tunegate.evaluators.judge import set_backend_factory
+
+    set_backend_factory(make_judge_backend)

@@ -13,6 +13,7 @@ from tunegate.evaluators.base import Evaluator
 from tunegate.evaluators.factual import FactualAccuracy
 from tunegate.evaluators.groundedness import Faithfulness, Groundedness, HallucinationScore
 from tunegate.evaluators.json_validation import JSONValidation
+from tunegate.evaluators.llm_judges import CustomEvaluation, TaskCompletion
 from tunegate.evaluators.pii import PII
 from tunegate.evaluators.refusal import Refusal
 from tunegate.evaluators.registry import Registry
@@ -41,6 +42,8 @@ BUILTINS: list[type[Evaluator]] = [
     ContentSafety,
     Refusal,
     PII,
+    TaskCompletion,
+    CustomEvaluation,
 ]
 
 

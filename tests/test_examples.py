@@ -163,7 +163,7 @@ def test_readme_table_matches_dataset() -> None:
 def test_candidates_load_and_render_every_row(ds: Dataset, name: str) -> None:
     spec = load_candidate(SUPPORT / f"{name}.yaml")
     assert spec.backend == "local" and spec.model == "smollm2-135m-instruct"
-    assert spec.params.temperature == 0 and spec.params.max_tokens == 96 and spec.tools
+    assert spec.params.temperature == 0 and spec.params.max_tokens == 64 and spec.tools
     assert spec.prompt.user == "{{input}}"
     for ex in ds:
         assert spec.prompt.check_variables(ex) == [], ex.id

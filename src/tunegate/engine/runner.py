@@ -61,6 +61,12 @@ def _requests(plan: RunPlan, ex: Example) -> list[GenerationRequest]:
     return [GenerationRequest(msgs, cand.params, tools, i) for i in range(cand.params.n)]
 
 
+def _prompt_size(plan: RunPlan, ex: Example) -> int:
+    assert plan.candidate is not None
+    size = sum(len(m.content or "") for m in plan.candidate.prompt.render(ex))
+    return size + (sum(len(str(t)) for t in ex.tools) // 3 if plan.candidate.tools and ex.tools else 0)
+
+
 async def _generate(plan: RunPlan, backend: CachedBackend | None, chunk: Sequence[Example]
                     ) -> list[tuple[list[ModelOutput | None], list[str | None]]]:
     """Outputs (or errors) per row, per sample."""
@@ -138,6 +144,11 @@ async def execute(plan: RunPlan, store: Store, backend: Backend | None = None, *
     done = store.done_rows(run_id)
     seq_of = {ex.id: i for i, ex in enumerate(plan.rows)}
     pending = [ex for ex in plan.rows if ex.id not in done]
+    if plan.candidate is not None:
+        # Batch rows of similar prompt length together: a batch is padded to its longest prompt,
+        # and on a CPU the prefill dominates. Rows are committed with their dataset position
+        # (seq), so the processing order changes nothing in the stored run.
+        pending.sort(key=lambda ex: _prompt_size(plan, ex))
     cached = CachedBackend(backend, store, enabled=use_cache) if backend is not None else None
     if plan.candidate is not None and cached is None:
         raise ValueError("a backend is required to run a candidate")

@@ -67,7 +67,12 @@ def print_verdict(con: Console, res: GateResult) -> None:
     for col in ("rule", "status", "evidence", "rows needed"):
         t.add_column(col, overflow="fold")
     order = {"fail": 0, "undecided": 1, "pass": 2, "skipped": 3}
-    for r in sorted(v.rules, key=lambda r: order.get(r.status, 9)):
-        t.add_row(r.name, _RULE[r.status], r.evidence, "" if r.rows_needed is None else str(r.rows_needed))
+    shown = [r for r in v.rules if r.status != "skipped"]
+    for r in sorted(shown, key=lambda r: order.get(r.status, 9)):
+        name = r.name if not r.evaluator or r.evaluator in r.name else f"{r.name} · {r.evaluator}"
+        t.add_row(name, _RULE[r.status], r.evidence, "" if r.rows_needed is None else str(r.rows_needed))
     con.print(t)
+    skipped = len(v.rules) - len(shown)
+    if skipped:
+        con.print(f"[dim]{skipped} rule check(s) skipped (cohorts below min_rows); all are listed in the report.[/]")
     print_comparison(con, res.comparison)

@@ -6,14 +6,9 @@ The domain types import eagerly (they are light); the API functions (``run``, ``
 
 from __future__ import annotations
 
-from importlib.metadata import PackageNotFoundError, version
 from typing import Any
 
-try:
-    __version__ = version("tunegate")
-except PackageNotFoundError:  # running from a source tree without install
-    __version__ = "0.0.0+unknown"
-
+from tunegate._version import __version__
 from tunegate.core import (
     CandidateSpec,
     Dataset,

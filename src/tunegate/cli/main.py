@@ -10,7 +10,7 @@ import sys
 
 import click
 
-from tunegate import __version__
+from tunegate._version import __version__
 from tunegate.cli import common
 from tunegate.errors import TunegateError, UserError
 

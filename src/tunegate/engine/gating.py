@@ -13,7 +13,7 @@ from typing import Any
 
 import numpy as np
 
-from tunegate import __version__
+from tunegate._version import __version__
 from tunegate.core.policy import GatePolicy
 from tunegate.core.verdict import Verdict
 from tunegate.engine.aggregate import aggregate_row

@@ -14,7 +14,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from tunegate import __version__
+from tunegate._version import __version__
 from tunegate.backends.base import Backend, GenerationRequest
 from tunegate.backends.cache import CachedBackend
 from tunegate.core.example import Example

@@ -246,9 +246,10 @@ def test_retry_after_is_honoured(srv: OpenAIServer) -> None:
 
 def test_retry_after_is_capped(srv: OpenAIServer) -> None:
     srv.fail_first(1, status=503, retry_after=60)
-    t0 = time.perf_counter()
     ok(one(make(srv, max_backoff_s=0.05)))
-    assert time.perf_counter() - t0 < 2 and srv.attempts == 2
+    first, second = srv.chat_requests
+    assert srv.attempts == 2
+    assert second.received_at - first.received_at < 30, "Retry-After: 60 must be capped by max_backoff_s"
 
 
 def test_gives_up_after_max_retries_and_returns_the_error(srv: OpenAIServer) -> None:
@@ -277,10 +278,9 @@ def test_one_failed_request_does_not_sink_the_batch(srv: OpenAIServer) -> None:
 
 def test_timeout_is_retried_then_reported(srv: OpenAIServer) -> None:
     srv.default = Echo(delay_s=1.0)
-    t0 = time.perf_counter()
     e = err(one(make(srv, timeout_s=0.15, max_retries=1)))
     assert e.retryable and "timed out after 0.15s" in str(e) and "gave up after 2 attempts" in str(e)
-    assert time.perf_counter() - t0 < 0.9 and srv.attempts == 2
+    assert srv.attempts == 2
 
 
 def test_timeout_then_success(srv: OpenAIServer) -> None:

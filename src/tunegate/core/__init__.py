@@ -6,6 +6,7 @@ from tunegate.core.example import Example, ExpectedToolCall, Message, Split, Too
 from tunegate.core.hashing import canonical_json, content_hash, file_digest, short
 from tunegate.core.loading import load_dataset
 from tunegate.core.prompt import FewShot, PromptTemplate, placeholders, render_text, row_variables
+from tunegate.core.request import GenerationRequest
 from tunegate.core.result import EvalResult, EvalStatus, ModelOutput, Usage
 
 __all__ = [
@@ -19,6 +20,7 @@ __all__ = [
     "Example",
     "ExpectedToolCall",
     "FewShot",
+    "GenerationRequest",
     "Message",
     "ModelOutput",
     "PromptTemplate",

@@ -31,6 +31,7 @@ from typing import Any, Protocol, TypeVar, runtime_checkable
 
 from tunegate.core.candidate import DecodingParams
 from tunegate.core.example import Message
+from tunegate.core.request import GenerationRequest
 from tunegate.core.result import ModelOutput
 from tunegate.errors import BackendError, UserError
 from tunegate.evaluators.judge_family import same_family
@@ -77,30 +78,8 @@ class JudgeBackend(Protocol):
     async def aclose(self) -> None: ...
 
 
-@dataclass(frozen=True)
-class JudgeRequest:
-    """Field-for-field the same as ``tunegate.backends.base.GenerationRequest`` (a test pins it).
-
-    Evaluators may not import ``tunegate.backends``; if ``GenerationRequest`` moves to ``core``
-    this mirror can be replaced by it.
-    """
-
-    messages: tuple[Message, ...]
-    params: DecodingParams
-    tools: tuple[dict[str, Any], ...] | None = None
-    sample_index: int = 0
-
-    @property
-    def seed(self) -> int:
-        return self.params.seed + self.sample_index
-
-    def payload(self) -> dict[str, Any]:
-        return {
-            "messages": [m.model_dump(mode="json", exclude_none=True) for m in self.messages],
-            "tools": list(self.tools) if self.tools else None,
-            "params": self.params.model_dump(mode="json", exclude={"n"}),
-            "sample_index": self.sample_index,
-        }
+#: Kept as a name for callers of the judge API; it is the core request type.
+JudgeRequest = GenerationRequest
 
 
 # -- backend factory hook -----------------------------------------------------------------------

@@ -27,6 +27,7 @@ import numpy as np
 
 from tunegate.core.candidate import DecodingParams
 from tunegate.core.example import Example, Message
+from tunegate.core.request import GenerationRequest
 from tunegate.core.result import EvalResult
 from tunegate.errors import EvaluatorError, UserError
 from tunegate.evaluators.base import EvalContext, Evaluator
@@ -132,27 +133,6 @@ QUESTION_PROMPT = ("Write one question that the following answer responds to. Re
                    "only, on one line.\n\nAnswer: {answer}")
 
 
-@dataclass(frozen=True)
-class _Request:
-    """Field-for-field ``tunegate.backends.base.GenerationRequest`` (evaluators may not import
-    ``tunegate.backends``; replace with it if it moves to ``core``)."""
-
-    messages: tuple[Message, ...]
-    params: DecodingParams
-    tools: tuple[dict[str, Any], ...] | None = None
-    sample_index: int = 0
-
-    @property
-    def seed(self) -> int:
-        return self.params.seed + self.sample_index
-
-    def payload(self) -> dict[str, Any]:
-        return {"messages": [m.model_dump(mode="json", exclude_none=True) for m in self.messages],
-                "tools": list(self.tools) if self.tools else None,
-                "params": self.params.model_dump(mode="json", exclude={"n"}),
-                "sample_index": self.sample_index}
-
-
 def _run(make: Callable[[], Coroutine[Any, Any, T]]) -> T:
     """``asyncio.run`` from the evaluator's worker thread (or from a helper thread when the caller
     already runs an event loop)."""
@@ -237,7 +217,7 @@ class AnswerRelevancy(Evaluator):
     async def _ask(self, answers: list[str]) -> list[Any]:
         n = self.config["generated_questions"]
         params = DecodingParams(temperature=0.7 if n > 1 else 0.0, max_tokens=64, seed=0)
-        reqs = [_Request(messages=(Message(role="user", content=QUESTION_PROMPT.format(answer=a)),),
+        reqs = [GenerationRequest(messages=(Message(role="user", content=QUESTION_PROMPT.format(answer=a)),),
                          params=params, sample_index=i) for a in answers for i in range(n)]
         out: list[Any] = []
         step = max(1, int(getattr(self.backend, "max_batch", 8) or 8))

@@ -119,10 +119,10 @@ def load_candidate(path: str | Path) -> CandidateSpec:
     try:
         spec = CandidateSpec.model_validate(data)
     except ValidationError as e:
-        from tunegate.core.loading import pydantic_message
+        from tunegate.core.loading import pydantic_message, yaml_line
 
         loc, msg = pydantic_message(e)
-        line = _yaml_line(text, loc.split("."))
+        line = yaml_line(text, tuple(e.errors()[0]["loc"]))
         raise UserError(msg, file=file, line=line, field=loc) from None
     spec = spec.model_copy(update={"source": file})
     try:
@@ -132,22 +132,3 @@ def load_candidate(path: str | Path) -> CandidateSpec:
     if spec.backend == "openai" and not spec.base_url:
         raise UserError("backend openai needs base_url", file=file, field="base_url")
     return spec
-
-
-def _yaml_line(text: str, loc: list[str]) -> int | None:
-    """Best-effort line of a (nested) key in a YAML mapping, for error messages."""
-    try:
-        node = yaml.compose(text, Loader=yaml.SafeLoader)
-    except yaml.YAMLError:
-        return None
-    line = None
-    for key in loc:
-        if not isinstance(node, yaml.MappingNode):
-            break
-        for k, v in node.value:
-            if k.value == key:
-                line, node = k.start_mark.line + 1, v
-                break
-        else:
-            break
-    return line

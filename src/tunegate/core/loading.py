@@ -20,7 +20,7 @@ from tunegate.core.dataset import DEFAULT_SPLIT_RATIOS, Dataset, SplitRatios
 from tunegate.core.example import Example
 from tunegate.errors import UserError
 
-__all__ = ["JSON_COLUMNS", "load_dataset", "parse_row", "pydantic_message", "read_text"]
+__all__ = ["JSON_COLUMNS", "load_dataset", "parse_row", "pydantic_message", "read_text", "yaml_line"]
 
 #: CSV columns whose cells hold JSON (a CSV cell can only hold text).
 JSON_COLUMNS = ("messages", "schema", "tools", "expected_tool_calls", "metadata")
@@ -81,6 +81,27 @@ def parse_row(data: Any, *, file: str, line: int) -> Example:
     except ValidationError as e:
         loc, msg = pydantic_message(e)
         raise UserError(msg, file=file, line=line, field=loc) from None
+
+
+def yaml_line(text: str, loc: tuple[Any, ...]) -> int | None:
+    """Line (1-based) of the deepest YAML node on the path ``loc`` (keys and list indices)."""
+    try:
+        node = yaml.compose(text, Loader=yaml.SafeLoader)
+    except yaml.YAMLError:
+        return None
+    line = node.start_mark.line + 1 if node is not None else None
+    for part in loc:
+        if isinstance(node, yaml.MappingNode):
+            hit = next(((k, v) for k, v in node.value if k.value == str(part)), None)
+            if hit is None:
+                break
+            line, node = hit[0].start_mark.line + 1, hit[1]
+        elif isinstance(node, yaml.SequenceNode) and isinstance(part, int) and part < len(node.value):
+            node = node.value[part]
+            line = node.start_mark.line + 1
+        else:
+            break
+    return line
 
 
 def _rows_jsonl(text: str, file: str) -> list[tuple[int, Any]]:

@@ -172,27 +172,6 @@ class GatePolicy(BaseModel):
         return content_hash(self.model_dump(mode="json"), prefix="pol-")
 
 
-def _node_line(text: str, loc: tuple[Any, ...]) -> int | None:
-    """Line (1-based) of the deepest YAML node on the path ``loc`` (keys and list indices)."""
-    try:
-        node = yaml.compose(text, Loader=yaml.SafeLoader)
-    except yaml.YAMLError:
-        return None
-    line = node.start_mark.line + 1 if node is not None else None
-    for part in loc:
-        if isinstance(node, yaml.MappingNode):
-            hit = next(((k, v) for k, v in node.value if k.value == str(part)), None)
-            if hit is None:
-                break
-            line, node = hit[0].start_mark.line + 1, hit[1]
-        elif isinstance(node, yaml.SequenceNode) and isinstance(part, int) and part < len(node.value):
-            node = node.value[part]
-            line = node.start_mark.line + 1
-        else:
-            break
-    return line
-
-
 def _field_name(loc: tuple[Any, ...]) -> str:
     out = ""
     for part in loc:
@@ -202,7 +181,7 @@ def _field_name(loc: tuple[Any, ...]) -> str:
 
 def load_policy(path: str | Path) -> GatePolicy:
     """Read a policy YAML; any problem is a UserError naming file, line and field."""
-    from tunegate.core.loading import read_text
+    from tunegate.core.loading import read_text, yaml_line
 
     file = str(path)
     text = read_text(Path(path))
@@ -227,7 +206,7 @@ def load_policy(path: str | Path) -> GatePolicy:
         extra = len(e.errors()) - 1
         if extra:
             msg += f" (and {extra} more error{'s' if extra > 1 else ''})"
-        raise UserError(msg, file=file, line=_node_line(text, loc), field=_field_name(loc)) from None
+        raise UserError(msg, file=file, line=yaml_line(text, loc), field=_field_name(loc)) from None
     return policy.model_copy(update={"source": file})
 
 

@@ -10,7 +10,6 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Literal
 
-import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from tunegate.core.hashing import content_hash, file_digest
@@ -102,16 +101,10 @@ def _canonical_url(url: str) -> str:
 
 def load_candidate(path: str | Path) -> CandidateSpec:
     """Load a candidate YAML; errors name the file, line (when known) and field."""
-    from tunegate.core.loading import read_text
+    from tunegate.core.loading import read_yaml
 
     file = str(path)
-    text = read_text(Path(path))
-    try:
-        data = yaml.safe_load(text)
-    except yaml.YAMLError as e:
-        mark = getattr(e, "problem_mark", None)
-        raise UserError(f"invalid YAML: {getattr(e, 'problem', e)}", file=file,
-                        line=mark.line + 1 if mark else None) from None
+    text, data = read_yaml(path)
     if not isinstance(data, dict):
         raise UserError("a candidate file must be a mapping (backend, model, prompt, params...)", file=file)
     if isinstance(data.get("prompt"), str):

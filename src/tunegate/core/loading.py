@@ -20,7 +20,7 @@ from tunegate.core.dataset import DEFAULT_SPLIT_RATIOS, Dataset, SplitRatios
 from tunegate.core.example import Example
 from tunegate.errors import UserError
 
-__all__ = ["JSON_COLUMNS", "load_dataset", "parse_row", "pydantic_message", "read_text", "yaml_line"]
+__all__ = ["JSON_COLUMNS", "load_dataset", "parse_row", "pydantic_message", "read_text", "read_yaml", "yaml_line"]
 
 #: CSV columns whose cells hold JSON (a CSV cell can only hold text).
 JSON_COLUMNS = ("messages", "schema", "tools", "expected_tool_calls", "metadata")
@@ -81,6 +81,18 @@ def parse_row(data: Any, *, file: str, line: int) -> Example:
     except ValidationError as e:
         loc, msg = pydantic_message(e)
         raise UserError(msg, file=file, line=line, field=loc) from None
+
+
+def read_yaml(path: str | Path) -> tuple[str, Any]:
+    """(text, parsed value) of a YAML file; bad UTF-8 or YAML becomes a UserError with file:line."""
+    file = str(path)
+    text = read_text(Path(path))
+    try:
+        return text, yaml.safe_load(text)
+    except yaml.YAMLError as e:
+        mark = getattr(e, "problem_mark", None)
+        raise UserError(f"invalid YAML: {getattr(e, 'problem', None) or e}", file=file,
+                        line=mark.line + 1 if mark is not None else None) from None
 
 
 def yaml_line(text: str, loc: tuple[Any, ...]) -> int | None:

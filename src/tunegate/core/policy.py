@@ -23,7 +23,6 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Literal
 
-import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from tunegate.core.hashing import content_hash
@@ -181,16 +180,10 @@ def _field_name(loc: tuple[Any, ...]) -> str:
 
 def load_policy(path: str | Path) -> GatePolicy:
     """Read a policy YAML; any problem is a UserError naming file, line and field."""
-    from tunegate.core.loading import read_text, yaml_line
+    from tunegate.core.loading import read_yaml, yaml_line
 
     file = str(path)
-    text = read_text(Path(path))
-    try:
-        data = yaml.safe_load(text)
-    except yaml.YAMLError as e:
-        mark = getattr(e, "problem_mark", None)
-        raise UserError(f"invalid YAML: {getattr(e, 'problem', None) or e}", file=file,
-                        line=mark.line + 1 if mark is not None else None) from None
+    text, data = read_yaml(path)
     if not isinstance(data, dict):
         raise UserError("a policy file must be a mapping (headline, guards, cohorts...)", file=file, line=1)
     try:

@@ -10,8 +10,6 @@ from importlib.metadata import entry_points
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from tunegate.errors import UserError
 from tunegate.evaluators.base import Evaluator
 
@@ -91,12 +89,9 @@ def load_suite(spec: str | Iterable[str] | None, *, registry: Registry | None = 
     file: str | None = None
     if isinstance(spec, str) and (spec.endswith((".yaml", ".yml")) or Path(spec).is_file()):
         file = spec
-        from tunegate.core.loading import read_text
+        from tunegate.core.loading import read_yaml
 
-        try:
-            data = yaml.safe_load(read_text(Path(spec)))
-        except yaml.YAMLError as e:
-            raise UserError(f"invalid YAML: {getattr(e, 'problem', e)}", file=file) from None
+        _, data = read_yaml(spec)
         if isinstance(data, dict) and "evaluators" in data:
             data = data["evaluators"]
         if isinstance(data, dict):

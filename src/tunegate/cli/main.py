@@ -35,14 +35,19 @@ def cli(ctx: click.Context, db: str | None) -> None:
 
 
 def _register() -> None:
-    from tunegate.cli import data_cmd, evaluators_cmd, models_cmd, run_cmd, runs_cmd
+    """Attach every ``tunegate/cli/*_cmd.py`` module (each exposes ``register(cli)``).
 
-    for mod in (run_cmd, runs_cmd, models_cmd, evaluators_cmd, data_cmd):
-        mod.register(cli)
-    from tunegate.cli import demo_cmd, gate_cmd
+    Discovery instead of a hand-kept list: a command module is added by creating it, and two
+    commands developed at the same time never edit the same line here.
+    """
+    import importlib
+    import pkgutil
 
-    gate_cmd.register(cli)
-    demo_cmd.register(cli)
+    import tunegate.cli as pkg
+
+    for info in sorted(pkgutil.iter_modules(pkg.__path__), key=lambda m: m.name):
+        if info.name.endswith("_cmd"):
+            importlib.import_module(f"tunegate.cli.{info.name}").register(cli)
 
 
 _register()

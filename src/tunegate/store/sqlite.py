@@ -167,6 +167,11 @@ class Store:
         return {"hash": r[0], "name": r[1], "kind": r[2], "spec": json.loads(r[3]),
                 "lineage": json.loads(r[4]), "created_at": r[5]}
 
+    def candidates(self, limit: int = 100) -> list[dict[str, Any]]:
+        """Stored candidates, newest first (spec and lineage decoded)."""
+        rows = self.db.execute("SELECT hash FROM candidates ORDER BY created_at DESC, hash LIMIT ?", (limit,))
+        return [c for (h,) in rows.fetchall() if (c := self.candidate(h)) is not None]
+
     # -- runs -----------------------------------------------------------------
     def create_run(self, *, identity: str, dataset_hash: str, candidate_hash: str, selection: dict[str, Any],
                    evaluators: list[dict[str, Any]], n_rows: int, meta: dict[str, Any]) -> str:

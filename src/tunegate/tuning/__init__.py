@@ -1,1 +1,26 @@
-"""See DESIGN.md section 2."""
+"""Tuning: prompt optimizers (GEPA, ProTeGi, PromptWizard) over one protocol, and weight tuning.
+
+Everything here *proposes* candidates; nothing here decides. Every tuned candidate goes through
+the same gate as a hand-written one (see :mod:`tunegate.engine.gating`).
+"""
+
+from tunegate.tuning.base import OPTIMIZERS, Optimizer, TuneContext, load_optimizer, with_instruction
+from tunegate.tuning.budget import Budget, BudgetExhausted, BudgetMeter
+from tunegate.tuning.harness import EvalBatch, RowTrace, SplitViolation, TaskHarness
+from tunegate.tuning.history import History, Proposal, Rejection
+from tunegate.tuning.objective import Objective, prompt_tokens
+from tunegate.tuning.reflection import (
+    Reflection,
+    Reflector,
+    check_instruction,
+    fenced_block,
+    numbered_items,
+    tagged_block,
+)
+
+__all__ = [
+    "OPTIMIZERS", "Budget", "BudgetExhausted", "BudgetMeter", "EvalBatch", "History", "Objective", "Optimizer",
+    "Proposal", "Reflection", "Reflector", "Rejection", "RowTrace", "SplitViolation", "TaskHarness",
+    "TuneContext", "check_instruction", "fenced_block", "load_optimizer", "numbered_items", "prompt_tokens",
+    "tagged_block", "with_instruction",
+]

@@ -1,0 +1,237 @@
+"""Scores a prompt on rows: render → generate (through the cache) → evaluate → objective per row.
+
+This is the only way an optimizer touches the task model, so three promises are kept here rather
+than in each optimizer: rows outside the optimizer's splits (the **test** rows that later gate the
+result) are refused; the metric-call budget is checked before generation and charged only for
+rows that were not in the cache; and every scored row carries the evaluators' textual feedback
+(what reflective optimizers learn from).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from tunegate.backends.base import Backend
+from tunegate.backends.cache import CachedBackend, CacheStore, cache_key
+from tunegate.core.candidate import CandidateSpec
+from tunegate.core.dataset import Dataset
+from tunegate.core.example import Example, Message
+from tunegate.core.prompt import PromptTemplate
+from tunegate.core.request import GenerationRequest
+from tunegate.core.result import EvalResult, ModelOutput
+from tunegate.errors import BackendError, UserError
+from tunegate.evaluators.base import EvalContext, Evaluator
+from tunegate.tuning.budget import BudgetMeter
+from tunegate.tuning.objective import Objective
+
+__all__ = ["EvalBatch", "RowTrace", "SplitViolation", "TaskHarness"]
+
+
+class SplitViolation(RuntimeError):
+    """A row from a split the optimizer may not see (test) reached the harness: a bug, never data."""
+
+
+@dataclass
+class RowTrace:
+    """One row scored for one prompt: what went in, what came out, and what the graders said."""
+
+    row_id: str
+    value: float | None                 #: objective (None = no objective evaluator applies)
+    error: bool
+    results: dict[str, list[EvalResult]]  #: evaluator → one result per sample
+    outputs: list[ModelOutput | None]
+    messages: list[Message]
+    cached: bool
+    reason: str = ""
+
+    @property
+    def text(self) -> str:
+        """First sample's text (tool calls rendered compactly) for reflection prompts."""
+        out = self.outputs[0] if self.outputs else None
+        if out is None:
+            return "(generation failed)"
+        calls = "; ".join(f"{c.name}({c.arguments})" for c in out.tool_calls)
+        return (out.text + (f"\n[tool calls] {calls}" if calls else "")).strip() or "(empty)"
+
+    @property
+    def feedback(self) -> str:
+        """Evaluator feedback of the first sample, one line per evaluator that had something to say."""
+        lines = []
+        for name, rs in self.results.items():
+            r = rs[0] if rs else None
+            if r is None or r.status == "skipped":
+                continue
+            msg = r.feedback or r.reason
+            if r.status == "error":
+                lines.append(f"{name}: evaluator error: {r.reason}")
+            elif msg and r.score != 1.0:
+                lines.append(f"{name} ({r.score:.2f}): {msg}")
+            elif msg:
+                lines.append(f"{name} ({r.score:.2f}): ok")
+        return "\n".join(lines)
+
+
+@dataclass
+class EvalBatch:
+    """A prompt scored on a set of rows."""
+
+    traces: list[RowTrace]
+    metric_calls: int = 0
+    cached_rows: int = 0
+    tokens: int = 0
+    means: dict[str, float | None] = field(default_factory=dict)  #: per evaluator, over ok results
+
+    @property
+    def scores(self) -> dict[str, float]:
+        """Row id → objective, for rows where the objective applies."""
+        return {t.row_id: t.value for t in self.traces if t.value is not None}
+
+    @property
+    def mean(self) -> float:
+        vals = list(self.scores.values())
+        return float(np.mean(vals)) if vals else 0.0
+
+    @property
+    def errors(self) -> int:
+        return sum(t.error for t in self.traces)
+
+
+class TaskHarness:
+    """Evaluates prompt variants of one seed candidate on the train/dev rows of one dataset."""
+
+    def __init__(self, dataset: Dataset, seed: CandidateSpec, backend: Backend, cache: CacheStore,
+                 evaluators: Sequence[Evaluator], objective: Objective, meter: BudgetMeter, *,
+                 allowed_splits: Iterable[str] = ("train", "dev")) -> None:
+        names = {e.name for e in evaluators}
+        missing = [n for n in objective.evaluators if n not in names]
+        if missing:
+            raise UserError(f"objective names evaluator(s) {missing} that are not in the suite "
+                            f"{sorted(names)}", field="objective")
+        self.dataset = dataset
+        self.seed = seed
+        self.backend = CachedBackend(backend, cache)
+        self.cache = cache
+        self.evaluators = list(evaluators)
+        self.objective = objective
+        self.meter = meter
+        self.allowed = frozenset(allowed_splits)
+        self.rows_seen: set[str] = set()
+        self._by_split: dict[str, list[Example]] = {}
+        for ex in dataset:
+            self._by_split.setdefault(dataset.split_of(ex), []).append(ex)
+
+    def rows(self, split: str) -> list[Example]:
+        """Rows of an allowed split, in dataset order."""
+        if split not in self.allowed:
+            raise SplitViolation(f"split {split!r} is not available to the optimizer (allowed: {sorted(self.allowed)})")
+        return list(self._by_split.get(split, []))
+
+    def candidate(self, prompt: PromptTemplate) -> CandidateSpec:
+        """The seed candidate with ``prompt`` swapped in (same model, params, tools)."""
+        return self.seed.model_copy(update={"prompt": prompt})
+
+    def compile_errors(self, prompt: PromptTemplate, rows: Sequence[Example]) -> list[str]:
+        """Why ``prompt`` cannot render some of ``rows`` (a proposal that lost a placeholder)."""
+        try:
+            prompt.variables()
+        except UserError as e:
+            return [str(e)]
+        errs = []
+        for ex in rows:
+            miss = prompt.check_variables(ex)
+            if miss:
+                errs.append(f"row {ex.id}: no value for {miss}")
+        return errs
+
+    def _requests(self, prompt: PromptTemplate, ex: Example) -> list[GenerationRequest]:
+        params = self.seed.params
+        tools = tuple(ex.tools) if (self.seed.tools and ex.tools) else None
+        msgs = tuple(prompt.render(ex))
+        return [GenerationRequest(msgs, params, tools, i) for i in range(params.n)]
+
+    async def evaluate(self, prompt: PromptTemplate, rows: Sequence[Example]) -> EvalBatch:
+        """Score ``prompt`` on ``rows``; raises BudgetExhausted before generating what it cannot pay."""
+        for ex in rows:
+            split = self.dataset.split_of(ex)
+            if split not in self.allowed:
+                raise SplitViolation(f"row {ex.id!r} is in split {split!r}; the optimizer may only use "
+                                     f"{sorted(self.allowed)}")
+        errs = self.compile_errors(prompt, rows)
+        if errs:
+            raise UserError(f"prompt does not compile: {errs[0]}", field="prompt")
+        reqs = [self._requests(prompt, ex) for ex in rows]
+        ident = self.backend.identity()
+        uncached = sum(1 for rs in reqs if any(self.cache.cache_get(cache_key(ident, r)) is None for r in rs))
+        self.meter.require(uncached)
+        flat = [r for rs in reqs for r in rs]
+        results: list[ModelOutput | BackendError] = []
+        step = max(1, self.backend.max_batch)
+        for k in range(0, len(flat), step):
+            results.extend(await self.backend.generate(flat[k:k + step]))
+        self.rows_seen.update(ex.id for ex in rows)
+        return self._score(prompt, rows, reqs, results, uncached)
+
+    def _score(self, prompt: PromptTemplate, rows: Sequence[Example], reqs: list[list[GenerationRequest]],
+               results: list[ModelOutput | BackendError], uncached: int) -> EvalBatch:
+        cand = self.candidate(prompt).identity()
+        ctxs: list[EvalContext] = []
+        where: list[tuple[int, int]] = []
+        per_row: list[list[ModelOutput | None]] = []
+        gen_err: list[str | None] = []
+        k = tokens = 0
+        for r, (ex, rs) in enumerate(zip(rows, reqs, strict=True)):
+            outs: list[ModelOutput | None] = []
+            err = None
+            for s in range(len(rs)):
+                res = results[k]
+                k += 1
+                if isinstance(res, BackendError):
+                    outs.append(None)
+                    err = str(res)
+                else:
+                    outs.append(res)
+                    if not res.cached:
+                        tokens += res.usage.prompt_tokens + res.usage.completion_tokens
+                    ctxs.append(EvalContext(example=ex, output=res, candidate=cand))
+                    where.append((r, s))
+            per_row.append(outs)
+            gen_err.append(err)
+        scored: list[dict[str, list[EvalResult]]] = [
+            {e.name: [e.error(f"generation failed: {gen_err[r]}") for _ in per_row[r]] for e in self.evaluators}
+            for r in range(len(rows))]
+        for ev in self.evaluators:
+            for (r, s), res in zip(where, ev.evaluate_batch(ctxs) if ctxs else [], strict=True):
+                scored[r][ev.name][s] = res
+        traces = []
+        for r, ex in enumerate(rows):
+            vals, errs, reasons = [], False, []
+            for s in range(len(per_row[r])):
+                ro = self.objective.row({n: rs[s] for n, rs in scored[r].items()})
+                errs |= ro.error
+                if ro.value is not None:
+                    vals.append(ro.value)
+                if ro.reason:
+                    reasons.append(ro.reason)
+            cached = all(o is not None and o.cached for o in per_row[r])
+            traces.append(RowTrace(ex.id, float(np.mean(vals)) if vals else None, errs, scored[r], per_row[r],
+                                   list(reqs[r][0].messages), cached, "; ".join(dict.fromkeys(reasons))))
+        self.meter.charge(uncached, len(rows) - uncached, tokens)
+        means: dict[str, float | None] = {}
+        for ev in self.evaluators:
+            vals = [x.score for t in traces for x in t.results[ev.name] if x.status == "ok" and x.score is not None]
+            means[ev.name] = float(np.mean(vals)) if vals else None
+        return EvalBatch(traces, uncached, len(rows) - uncached, tokens, means)
+
+    def provenance(self) -> dict[str, Any]:
+        """What the optimisation ran on (recorded in history and lineage)."""
+        return {"dataset_hash": self.dataset.hash, "dataset_source": self.dataset.source,
+                "seed_candidate": self.seed.hash, "backend": self.backend.identity(),
+                "evaluators": [e.identity() for e in self.evaluators],
+                "objective": self.objective.model_dump(mode="json"), "splits": sorted(self.allowed)}
+
+    async def aclose(self) -> None:
+        await self.backend.aclose()

@@ -39,6 +39,7 @@ def demo_command(obj: common.Context, example_dir: str | None, report_dir: str, 
     """Run incumbent and candidate on the shipped golden set, gate them, write the report."""
     from tunegate.api import ensure_run
     from tunegate.backends.models import resolve_model
+    from tunegate.cli.prompts_cmd import resolve_candidates
     from tunegate.core.candidate import load_candidate
     from tunegate.core.loading import load_dataset
     from tunegate.core.policy import load_policy
@@ -53,6 +54,7 @@ def demo_command(obj: common.Context, example_dir: str | None, report_dir: str, 
     ds = load_dataset(folder / "dataset.jsonl")
     incumbent = load_candidate(folder / "incumbent.yaml")
     candidate = load_candidate(folder / "candidate.yaml")
+    incumbent, candidate = resolve_candidates(obj, incumbent, candidate)  # prompt: name@label → registry content
     policy = load_policy(folder / "policy.yaml")
     evaluators = str(folder / "evaluators.yaml") if (folder / "evaluators.yaml").exists() else None
     suite = resolve_suite(evaluators, ds)

@@ -8,6 +8,7 @@ import click
 from rich.table import Table
 
 from tunegate.cli import common
+from tunegate.cli.prompts_cmd import resolve_candidates
 from tunegate.core.candidate import load_candidate
 from tunegate.core.dataset import DEFAULT_SPLIT_RATIOS, SplitRatios
 from tunegate.core.hashing import short
@@ -61,6 +62,8 @@ def run_command(obj: common.Context, dataset_path: str, candidate_path: str | No
     ratios = SplitRatios.parse(split_ratios) if split_ratios else DEFAULT_SPLIT_RATIOS
     ds = load_dataset(dataset_path, ratios=ratios)
     cand = load_candidate(candidate_path) if candidate_path else None
+    if cand is not None:  # prompt: name@label → registry content (the store is opened only then)
+        cand = resolve_candidates(obj, cand)[0]
     outs = load_outputs(outputs_path) if outputs_path else None
     suite = resolve_suite(evaluators, ds)
     plan = plan_run(ds, suite, candidate=cand, outputs=outs, split=split,  # type: ignore[arg-type]

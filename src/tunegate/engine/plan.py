@@ -111,6 +111,10 @@ def plan_run(dataset: Dataset, evaluators: Sequence[Evaluator], *, candidate: Ca
         raise UserError(f"the selection (split={split}, cohorts={list(cohorts or [])}) has no rows",
                         file=dataset.source, field="split")
     if candidate is not None:
+        ref = candidate.prompt.ref
+        if ref is not None and candidate.lineage.get("prompt_version") != ref:  # never run the default template
+            raise UserError(f"prompt {ref!r} is a registry reference that was not resolved "
+                            "(tunegate.prompts.resolve_candidate)", file=candidate.source, field="prompt")
         for ex in rows:
             missing = candidate.prompt.check_variables(ex)
             if missing:

@@ -95,4 +95,29 @@ CREATE TABLE verdicts (
     created_at     TEXT NOT NULL
 );
 """),
+    ("0003_prompts", """
+CREATE TABLE prompt_versions (
+    name        TEXT NOT NULL,
+    version     INTEGER NOT NULL,        -- 1, 2, ... per name (a row is never updated or deleted)
+    template    TEXT NOT NULL,           -- JSON PromptTemplate without ref
+    hash        TEXT NOT NULL,           -- content hash of template
+    message     TEXT NOT NULL,
+    author      TEXT,
+    lineage     TEXT NOT NULL DEFAULT '{}',  -- JSON: parent version, optimizer, config/dataset hashes
+    created_at  TEXT NOT NULL,
+    PRIMARY KEY (name, version)
+);
+CREATE INDEX prompt_versions_hash ON prompt_versions(name, hash);
+CREATE TABLE prompt_label_events (
+    id          INTEGER PRIMARY KEY AUTOINCREMENT,  -- order of moves (the newest per label is current)
+    name        TEXT NOT NULL,
+    label       TEXT NOT NULL,
+    version     INTEGER NOT NULL,
+    previous    INTEGER,                 -- version the label pointed at before, NULL when new
+    head        INTEGER NOT NULL,        -- latest version of the prompt at the move (orders moves among commits)
+    moved_at    TEXT NOT NULL,
+    FOREIGN KEY (name, version) REFERENCES prompt_versions(name, version)
+);
+CREATE INDEX prompt_label_events_label ON prompt_label_events(name, label, id);
+"""),
 ]

@@ -24,10 +24,21 @@ from statistics import NormalDist
 from typing import Literal
 
 import numpy as np
-from scipy import special as _sp
-from scipy import stats as _st
 
 from tunegate.engine.bootstrap import bootstrap_means, paired_bootstrap_ci
+
+
+def _special():  # type: ignore[no-untyped-def]
+    """scipy.special, imported on first use: importing scipy costs ~1-3 s at CLI start-up."""
+    from scipy import special
+
+    return special
+
+
+def _stats():  # type: ignore[no-untyped-def]
+    from scipy import stats
+
+    return stats
 
 __all__ = [
     "adjust",
@@ -71,10 +82,10 @@ def mcnemar_exact(wins: int, losses: int, *, alternative: Alternative = "two-sid
     if n == 0:
         return 1.0
     if alternative == "greater":  # P(X >= wins)
-        return 1.0 if w == 0 else float(_sp.bdtrc(w - 1, n, 0.5))
+        return 1.0 if w == 0 else float(_special().bdtrc(w - 1, n, 0.5))
     if alternative == "less":  # P(X <= wins)
-        return float(_sp.bdtr(w, n, 0.5))
-    return float(min(1.0, 2.0 * _sp.bdtr(min(w, lo), n, 0.5)))
+        return float(_special().bdtr(w, n, 0.5))
+    return float(min(1.0, 2.0 * _special().bdtr(min(w, lo), n, 0.5)))
 
 
 def wilcoxon_p(deltas: np.ndarray, *, alternative: Alternative = "two-sided") -> float:
@@ -90,7 +101,7 @@ def wilcoxon_p(deltas: np.ndarray, *, alternative: Alternative = "two-sided") ->
     if n == 0 or not np.any(d != 0):
         return 1.0
     if n <= 50:
-        return float(_st.wilcoxon(d, zero_method="zsplit", alternative=alternative).pvalue)
+        return float(_stats().wilcoxon(d, zero_method="zsplit", alternative=alternative).pvalue)
     a = np.abs(d)
     order = np.argsort(a)
     sa, sd = a[order], d[order]
@@ -189,8 +200,8 @@ def clopper_pearson(k: int, n: int, alpha: float = 0.05) -> tuple[float, float]:
     """Exact two-sided (1 - alpha) interval for a binomial proportion k / n."""
     if n <= 0:
         return (0.0, 1.0)
-    lo = 0.0 if k <= 0 else float(_sp.betaincinv(k, n - k + 1, alpha / 2))
-    hi = 1.0 if k >= n else float(_sp.betaincinv(k + 1, n - k, 1 - alpha / 2))
+    lo = 0.0 if k <= 0 else float(_special().betaincinv(k, n - k + 1, alpha / 2))
+    hi = 1.0 if k >= n else float(_special().betaincinv(k + 1, n - k, 1 - alpha / 2))
     return lo, hi
 
 
@@ -213,7 +224,7 @@ def one_sided_p(estimate: float, bound: float, se: float, df: float | None,
         t = -t
     if df is None or df <= 0:
         return _norm_cdf(t)
-    return float(_sp.stdtr(df, t))
+    return float(_special().stdtr(df, t))
 
 
 def rows_needed(mean_delta: float, sd_delta: float, bound: float = 0.0, *, alpha: float = 0.025,

@@ -9,7 +9,15 @@ import pytest
 from tests.fakes import FakeBackend
 from tunegate.core.result import ModelOutput, Usage
 from tunegate.store.sqlite import Store
-from tunegate.tuning import Budget, BudgetMeter, Reflector, check_instruction, fenced_block, numbered_items, tagged_block
+from tunegate.tuning import (
+    Budget,
+    BudgetMeter,
+    Reflector,
+    check_instruction,
+    fenced_block,
+    numbered_items,
+    tagged_block,
+)
 
 
 def _reflector(store: Store, reply: str, finish: str = "stop") -> tuple[Reflector, FakeBackend]:

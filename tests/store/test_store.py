@@ -55,3 +55,15 @@ def test_run_lookup_by_prefix_and_latest(tmp_path: Path) -> None:
                            n_rows=0, meta={})
         assert s.run(rid[:-2]).id == rid
         assert s.run("latest").id == rid
+
+
+def test_lineage_is_recorded_on_a_candidate_stored_earlier_without_it(tmp_path):
+    from tunegate.store.sqlite import Store
+
+    with Store(tmp_path / "s.db") as s:
+        s.put_candidate("cand-x", "x", "spec", {"model": "m"})
+        assert s.candidate("cand-x")["lineage"] == {}
+        s.put_candidate("cand-x", "x", "spec", {"model": "m"}, {"method": "prompt:gepa", "parent": "cand-a"})
+        assert s.candidate("cand-x")["lineage"]["method"] == "prompt:gepa"
+        s.put_candidate("cand-x", "x", "spec", {"model": "m"}, {"method": "lora"})  # never overwritten
+        assert s.candidate("cand-x")["lineage"]["method"] == "prompt:gepa"

@@ -157,6 +157,11 @@ class Store:
         with self.tx() as db:
             db.execute("INSERT OR IGNORE INTO candidates VALUES (?,?,?,?,?,?)",
                        (h, name, kind, canonical_json(spec), canonical_json(lineage or {}), now()))
+            if lineage:
+                # Lineage is not part of the identity: the same outputs may be reached by tuning after
+                # a hand-written run stored the candidate. Record where it came from; never erase it.
+                db.execute("UPDATE candidates SET lineage=? WHERE hash=? AND lineage='{}'",
+                           (canonical_json(lineage), h))
         return h
 
     def candidate(self, h: str) -> dict[str, Any] | None:

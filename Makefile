@@ -31,6 +31,7 @@ lint: $(STAMP)
 	$(VENV)/bin/lint-imports
 
 bench: $(STAMP)
+	$(PY) -m pip install -q -e '.[bench]' 'torch==2.13.0'
 	$(PY) bench/run_all.py
 
 clean:

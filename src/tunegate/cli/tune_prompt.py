@@ -217,7 +217,7 @@ def _commit_versions(store: Any, outcome: Any, name: str, method: str) -> tuple[
     best = refs.get(outcome.best.id)
     if best is not None and outcome.improved:
         reg.label(name, "candidate", int(best.rsplit("@v", 1)[1]))
-    return list(refs.values()), best
+    return list(dict.fromkeys(refs.values())), best
 
 
 def with_version(cand: Any, ref: str | None) -> Any:

@@ -43,12 +43,13 @@ def plot_history(history: History, path: str | Path, *, title: str = "") -> Path
     if rej:
         ax.scatter(*zip(*rej, strict=True), s=14, marker="x", color="#d62728", zorder=3,
                    label="rejected (minibatch or constraint)")
+    ax.set_xlim(left=0)
     ax.set_xlabel("metric calls spent (uncached row evaluations)")
     ax.set_ylabel("objective (mean over rows)")
     ax.set_ylim(-0.02, 1.02)
     ax.grid(alpha=0.3)
     ax.set_title(title or f"{history.meta.get('config', {}).get('method', 'optimizer')}: dev score vs calls")
-    ax.legend(loc="lower right", fontsize=8)
+    ax.legend(loc="upper left", fontsize=8, framealpha=0.9)
     fig.tight_layout()
     fig.savefig(out)
     plt.close(fig)

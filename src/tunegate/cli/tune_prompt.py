@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -18,7 +19,7 @@ import click
 from tunegate.cli import common
 from tunegate.errors import UserError
 
-__all__ = ["register"]
+__all__ = ["TunePlan", "plan_tune", "register", "tune_and_gate"]
 
 
 def _floors(items: tuple[str, ...]) -> dict[str, float]:
@@ -90,6 +91,42 @@ def tune_prompt_command(obj: common.Context, method: str, dataset_path: str, can
                         settings_path: str | None, random_seed: int, prompt_name: str | None, report_dir: str,
                         as_json: bool) -> int:
     """Optimise the prompt of CANDIDATE on DATASET's train/dev rows, then gate the best on test."""
+    plan = plan_tune(method=method, dataset_path=dataset_path, candidate_path=candidate_path, objective=objective,
+                     evaluators=evaluators, policy_path=policy_path, budget=budget, max_wall=max_wall,
+                     max_tokens=max_tokens, floors=_floors(floors), max_prompt_tokens=max_prompt_tokens,
+                     reflection_path=reflection_path, reflection_max_tokens=reflection_max_tokens,
+                     settings_path=settings_path, random_seed=random_seed, prompt_name=prompt_name,
+                     report_dir=report_dir)
+    return tune_and_gate(obj, plan, as_json=as_json)
+
+
+@dataclass
+class TunePlan:
+    """Everything ``tune prompt`` needs, validated before any model call or store write."""
+
+    method: str
+    ds: Any
+    seed: Any
+    reflection: Any
+    policy: Any
+    objective: Any
+    gate_evaluators: list[str]
+    suite: Any
+    settings: dict[str, Any]
+    budget: Any
+    reflection_params: Any
+    random_seed: int
+    prompt_name: str | None
+    out: Path
+
+
+def plan_tune(*, method: str, dataset_path: str | Path, candidate_path: str | Path, objective: str | None,
+              evaluators: str | None, policy_path: str | Path, budget: int, max_wall: float | None = None,
+              max_tokens: int | None = None, floors: dict[str, float] | None = None,
+              max_prompt_tokens: int | None = None, reflection_path: str | None = None,
+              reflection_max_tokens: int = 384, settings_path: str | Path | None = None, random_seed: int = 0,
+              prompt_name: str | None = None, report_dir: str | Path) -> TunePlan:
+    """Load and validate every input (exit 2 on the first problem, nothing written)."""
     from tunegate.core.candidate import DecodingParams, load_candidate
     from tunegate.core.loading import load_dataset
     from tunegate.core.policy import load_policy
@@ -102,29 +139,36 @@ def tune_prompt_command(obj: common.Context, method: str, dataset_path: str, can
     seed = load_candidate(candidate_path)
     reflection = load_candidate(reflection_path) if reflection_path else None
     policy = load_policy(policy_path)
-    obj_text = objective or policy.headline.evaluator
-    objective_ = Objective.parse(obj_text, floors=_floors(floors), max_prompt_tokens=max_prompt_tokens)
+    objective_ = Objective.parse(objective or policy.headline.evaluator, floors=floors or {},
+                                 max_prompt_tokens=max_prompt_tokens)
     gate_evs = list(dict.fromkeys(policy.gated_evaluators() + policy.cohort_evaluators()))
-    suite_spec = evaluators or list(dict.fromkeys(objective_.evaluators + gate_evs))
-    suite = resolve_suite(suite_spec, ds)
-    settings = _settings(settings_path)
-    load_optimizer(method, settings, source=settings_path)  # validate before anything runs
+    suite = resolve_suite(evaluators or list(dict.fromkeys(objective_.evaluators + gate_evs)), ds)
+    settings = _settings(str(settings_path) if settings_path else None)
+    load_optimizer(method, settings, source=str(settings_path) if settings_path else None)
     if budget < 1:
         raise UserError("must be at least 1", field="--budget")
-    budget_ = Budget(metric_calls=budget, wall_s=max_wall, tokens=max_tokens)
-    refl_params = DecodingParams(temperature=0.7, top_p=0.95, max_tokens=reflection_max_tokens, seed=random_seed)
-    out = Path(report_dir)
+    return TunePlan(method=method, ds=ds, seed=seed, reflection=reflection, policy=policy, objective=objective_,
+                    gate_evaluators=gate_evs, suite=suite, settings=settings,
+                    budget=Budget(metric_calls=budget, wall_s=max_wall, tokens=max_tokens),
+                    reflection_params=DecodingParams(temperature=0.7, top_p=0.95, max_tokens=reflection_max_tokens,
+                                                     seed=random_seed),
+                    random_seed=random_seed, prompt_name=prompt_name, out=Path(report_dir))
+
+
+def tune_and_gate(obj: common.Context, plan: TunePlan, *, as_json: bool = False) -> int:
+    """Optimise, record (history, plot, registry versions, candidate.yaml), gate best vs seed on test."""
+    out = plan.out
     out.mkdir(parents=True, exist_ok=True)
     with obj.store() as store:
-        seed = _resolve(seed, store)
-        outcome = _optimise(store, ds, seed, suite, objective_, method, budget_, reflection, refl_params, settings,
-                            random_seed)
-        versions, best_ref = _commit_versions(store, outcome, prompt_name or seed.name, method)
+        seed = _resolve(plan.seed, store)
+        outcome = _optimise(store, plan.ds, seed, plan.suite, plan.objective, plan.method, plan.budget,
+                            plan.reflection, plan.reflection_params, plan.settings, plan.random_seed)
+        versions, best_ref = _commit_versions(store, outcome, plan.prompt_name or seed.name, plan.method)
     from tunegate.tuning.plot import plot_history
 
     hist_path = outcome.history.write(out / "history.json")
     plot_path = plot_history(outcome.history, out / "score-vs-calls.png",
-                             title=f"{method} on {Path(dataset_path).name}: dev score vs metric calls")
+                             title=f"{plan.method} on {plan.ds.name}: dev score vs metric calls")
     best = with_version(outcome.candidate, best_ref)
     cand_path = _write_candidate(best, out / "candidate.yaml")
     con = common.out_console()
@@ -144,8 +188,8 @@ def tune_prompt_command(obj: common.Context, method: str, dataset_path: str, can
     from tunegate.report.files import write_report
 
     with common.progress_bar("gating on test", 1) as hook:
-        res = gate_detailed(baseline=seed, candidate=best, policy=policy, dataset=ds, evaluators=gate_evs,
-                            split="test", db=obj.db, progress=hook)
+        res = gate_detailed(baseline=seed, candidate=best, policy=plan.policy, dataset=plan.ds,
+                            evaluators=plan.gate_evaluators, split="test", db=obj.db, progress=hook)
     paths = write_report(res, out / "gate")
     if as_json:
         common.print_json({"outcome": _outcome_json(outcome, versions, hist_path, plot_path, cand_path),

@@ -80,3 +80,31 @@ def test_tune_prompt_optimises_commits_and_gates_on_test(tmp_path: Path, method:
     assert all(m[-1] in test_words for m in inputs[first_test:] if m)
     # every accepted proposal is a registry version; the best carries label "candidate"
     assert main(["--db", str(db), "prompts", "show", "agent@candidate", "--json"]) == 0
+
+
+@pytest.mark.slow
+def test_loop_stops_at_first_promote(tmp_path: Path) -> None:
+    _dataset(tmp_path / "d.jsonl")
+    with OpenAIServer(default=_responder) as srv:
+        (tmp_path / "seed.yaml").write_text(
+            f"name: seed\nbackend: openai\nmodel: task-model\nbase_url: {srv.base_url}\n"
+            "prompt: {system: 'Answer the question.'}\nparams: {max_tokens: 32}\n")
+        (tmp_path / "policy.yaml").write_text("name: p\nversion: '1'\nheadline: {evaluator: exact_match, rule: improve}\n")
+        (tmp_path / "loop.yaml").write_text("dataset: d.jsonl\ncandidate: seed.yaml\npolicy: policy.yaml\nrounds: 3\n"
+                                            "method: gepa\nbudget: 60\n")
+        # the reflection model defaults to the task model; route its reflection prompts to the scripted rewriter
+        def route(req: RecordedRequest) -> Reply:
+            msgs = (req.body or {}).get("messages", [])
+            if any("```" in (m.get("content") or "") for m in msgs):
+                return _responder(RecordedRequest(req.method, req.path, req.headers,
+                                                  {**req.body, "model": "refl-model"}, req.raw, req.received_at))
+            return _responder(req)
+
+        srv.default = route
+        code = main(["--db", str(tmp_path / "t.db"), "loop", "--config", str(tmp_path / "loop.yaml"),
+                     "--report-dir", str(tmp_path / "out")])
+    loop = json.loads((tmp_path / "out" / "loop.json").read_text())
+    assert code == 0 and loop["promoted"] and loop["best_round"] == 1 and len(loop["rounds"]) == 1
+    r1 = loop["rounds"][0]
+    assert r1["decision"] == "PROMOTE" and r1["dev_best"] == 1.0 and r1["alpha"] == pytest.approx(0.05 / 3)
+    assert (tmp_path / "out" / "round-1" / "gate" / "summary.md").exists()

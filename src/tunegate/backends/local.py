@@ -57,6 +57,16 @@ DTYPES = ("auto", "float32", "bfloat16", "float16")
 AUTO_DTYPE = "float32"
 
 
+def _is_prompt_learning(adapter: str) -> bool:
+    """True for PEFT prompt-learning adapters (prompt/prefix/p-tuning), read from adapter_config.json."""
+    try:
+        cfg = json.loads((Path(adapter) / "adapter_config.json").read_text())
+    except (OSError, ValueError):
+        return False
+    return isinstance(cfg, dict) and str(cfg.get("peft_type", "")).upper() in {
+        "PROMPT_TUNING", "P_TUNING", "PREFIX_TUNING", "MULTITASK_PROMPT_TUNING", "CPT"}
+
+
 class SeededSampler:
     """Logits processor: each sampled row draws from its own generator; greedy rows pass through.
 
@@ -137,7 +147,9 @@ class LocalBackend:
             raise UserError(f"adapter path {adapter!r} does not exist", field="adapter")
         self.model, self.adapter, self.threads = model, adapter, threads
         self.dtype = AUTO_DTYPE if dtype == "auto" else dtype
-        self.max_batch = batch_size
+        # A prompt-learning adapter (soft prompt) prepends virtual tokens *before* the left padding and
+        # PEFT drops position ids, so a padded row's output would depend on its batch: run them one by one.
+        self.max_batch = 1 if adapter is not None and _is_prompt_learning(adapter) else batch_size
         self._lock = threading.Lock()  # one batch (or load) at a time
         self._exec_lock = threading.Lock()
         self._identity: dict[str, Any] | None = None
@@ -251,16 +263,22 @@ class LocalBackend:
                 msgs.insert(0, {"role": "system", "content": spec})
         return msgs
 
-    def render_prompt(self, request: GenerationRequest) -> str:
-        """The exact text the model sees (chat template applied, generation prompt added)."""
+    def render_prompt(self, request: GenerationRequest, *, add_generation_prompt: bool = True) -> str:
+        """The exact text the model sees (chat template applied, generation prompt added).
+
+        ``add_generation_prompt=False`` renders a finished conversation (weight tuning renders the
+        ideal assistant turn this way, so training text and inference text come from one place).
+        """
         tok = self._load_tokenizer()
         msgs = self._chat(request)
         if not tok.chat_template:  # a base model: a plain transcript is the honest fallback
-            return "".join(f"{m['role'].capitalize()}: {m['content']}\n\n" for m in msgs) + "Assistant:"
+            text = "".join(f"{m['role'].capitalize()}: {m['content']}\n\n" for m in msgs)
+            return text + "Assistant:" if add_generation_prompt else text
         kwargs: dict[str, Any] = {}
         if request.tools and self._native_tools:
             kwargs["tools"] = [t if "function" in t else {"type": "function", "function": t} for t in request.tools]
-        return str(tok.apply_chat_template(msgs, tokenize=False, add_generation_prompt=True, **kwargs))
+        return str(tok.apply_chat_template(msgs, tokenize=False, add_generation_prompt=add_generation_prompt,
+                                           **kwargs))
 
     # -- generation -----------------------------------------------------------------------------
 

@@ -47,7 +47,7 @@ def loop_command(obj: common.Context, config_path: str, report_dir: str, as_json
     def tune(r: int, seed: Any) -> Any:
         con.print(f"[bold]round {r}[/]: {cfg.method} from {seed.hash[:16]}")
         if cfg.method == "lora":
-            return _tune_lora(cfg, ds, seed, out / f"round-{r}", obj)
+            return _tune_lora(cfg, ds, incumbent, policy, out / f"round-{r}", obj, r, gate_evs)
         return _tune_prompt(cfg, ds, seed, policy, out / f"round-{r}", obj, r, gate_evs)
 
     def gate(r: int, cand: Any, pol: Any) -> Any:
@@ -111,10 +111,33 @@ def _tune_prompt(cfg: Any, ds: Any, seed: Any, policy: Any, out: Path, obj: comm
                     {"spent": outcome.spent, "stopped": outcome.stopped, "versions": versions})
 
 
-def _tune_lora(cfg: Any, ds: Any, seed: Any, out: Path, obj: common.Context) -> Any:
-    from tunegate.errors import UserError
+def _tune_lora(cfg: Any, ds: Any, incumbent: Any, policy: Any, out: Path, obj: common.Context, r: int,
+               gate_evs: list[str]) -> Any:
+    """One LoRA round: train from the incumbent's base weights (seed + r) on the train split of the
+    target rows, then score seed and adapter on dev. Rounds do not stack adapters (PEFT adapters on
+    an adapter are not a servable candidate); they differ by seed and keep the best."""
+    from tunegate.api import ensure_run
+    from tunegate.tuning.loop import TuneStep
+    from tunegate.tuning.weights.config import load_tune_config
+    from tunegate.tuning.weights.manifest import register_candidate
+    from tunegate.tuning.weights.run import tune_weights
 
-    raise UserError("method lora is not wired into the loop yet", field="method")
+    rows = ds.with_cohorts([cfg.target_cohort]) if cfg.target_cohort else ds
+    assert cfg.lora_config is not None
+    tc = load_tune_config(cfg.path(cfg.lora_config), method="lora")
+    tc = tc.model_copy(update={"seed": tc.seed + cfg.seed + r})
+    res = tune_weights("lora", dataset=rows, candidate=incumbent, out=out / "lora", config=tc)
+    with obj.store() as store:
+        cand = register_candidate(store, res.candidate_path)
+        head = policy.headline.evaluator
+        means = []
+        for c in (incumbent, cand):
+            run_id, _ = ensure_run(store, rows, c, gate_evs, split="dev")
+            scores = [x.score for row in store.rows(run_id) for x in row.scores.get(head, [])
+                      if x.status == "ok" and x.score is not None]
+            means.append(sum(scores) / len(scores) if scores else None)
+    return TuneStep(cand, means[0], means[1], {"manifest": res.manifest.get("metrics", {}),
+                                               "candidate_yaml": str(res.candidate_path)})
 
 
 def register(group: click.Group) -> None:

@@ -1,4 +1,7 @@
-"""``tunegate data inspect``: validate a dataset and show its hash, splits and cohorts."""
+"""``tunegate data inspect``: validate a dataset and show its hash, splits and cohorts.
+
+The QA commands (``data contamination``, ``data check``) live in :mod:`tunegate.cli.data_checks`.
+"""
 
 from __future__ import annotations
 
@@ -14,7 +17,7 @@ __all__ = ["register"]
 
 @click.group("data")
 def data_group() -> None:
-    """Datasets: validate, inspect splits and cohorts."""
+    """Datasets: validate, inspect splits and cohorts, check overlap and preference data."""
 
 
 @data_group.command("inspect")
@@ -48,4 +51,7 @@ def inspect(path: str, split_ratios: str | None, as_json: bool) -> int:
 
 
 def register(group: click.Group) -> None:
+    from tunegate.cli import data_checks
+
+    data_checks.register(data_group)
     group.add_command(data_group)

@@ -26,6 +26,7 @@ from tunegate.engine.gating import GateResult, gate_runs
 from tunegate.engine.plan import plan_run
 from tunegate.engine.runner import ProgressHook, RunSummary, execute
 from tunegate.engine.suite import resolve_suite
+from tunegate.prompts import PromptRegistry, resolve_candidate
 from tunegate.report.files import write_report
 from tunegate.store.sqlite import Store
 
@@ -39,8 +40,10 @@ def _dataset(d: PathLike | Dataset) -> Dataset:
     return d if isinstance(d, Dataset) else load_dataset(d)
 
 
-def _candidate(c: PathLike | CandidateSpec) -> CandidateSpec:
-    return c if isinstance(c, CandidateSpec) else load_candidate(c)
+def _candidate(c: PathLike | CandidateSpec, store: Store | None = None) -> CandidateSpec:
+    """The spec; with ``store``, a registry prompt reference (``prompt: name@label``) is resolved."""
+    spec = c if isinstance(c, CandidateSpec) else load_candidate(c)
+    return resolve_candidate(spec, PromptRegistry(store)) if store is not None else spec
 
 
 def _policy(p: PathLike | GatePolicy) -> GatePolicy:
@@ -54,6 +57,9 @@ def run(dataset: PathLike | Dataset, candidate: PathLike | CandidateSpec, *,
     """Generate and evaluate ``candidate`` on ``dataset`` (cached, resumable)."""
     ds = _dataset(dataset)
     cand = _candidate(candidate)
+    if cand.prompt.ref is not None:  # the registry lives in the store: open it early only for this
+        with Store(db) as store:
+            cand = _candidate(cand, store)
     plan = plan_run(ds, resolve_suite(evaluators, ds), candidate=cand, split=split, cohorts=cohorts, limit=limit)
     backend = make_backend(cand)
     with Store(db) as store:
@@ -67,6 +73,7 @@ def ensure_run(store: Store, dataset: Dataset, candidate: CandidateSpec, evaluat
 
     Returns (run id, whether it was reused). Unfinished runs of the identity are resumed.
     """
+    candidate = _candidate(candidate, store)
     plan = plan_run(dataset, resolve_suite(evaluators, dataset), candidate=candidate, split=split,
                     cohorts=cohorts, limit=limit)
     existing = store.latest_finished(plan.identity)
@@ -80,17 +87,19 @@ def gate_detailed(*, baseline: str | PathLike | CandidateSpec, candidate: str | 
                   policy: PathLike | GatePolicy, dataset: PathLike | Dataset | None = None,
                   evaluators: str | Sequence[str] | None = None, split: Split | None = None,
                   cohorts: Sequence[str] | None = None, limit: int | None = None, db: PathLike | None = None,
-                  report_dir: PathLike | None = None, progress: ProgressHook | None = None) -> GateResult:
+                  report_dir: PathLike | None = None, progress: ProgressHook | None = None,
+                  allow_contaminated: bool = False) -> GateResult:
     """Gate ``candidate`` against ``baseline``.
 
     With ``dataset``: both are candidate specs (files or objects) and whatever runs are missing are
-    run first (cached). Without: both are stored run ids.
+    run first (cached). Without: both are stored run ids. Rows that overlap the candidate's tuning
+    data (``lineage["tuning_data"]``) are excluded unless ``allow_contaminated``; both ways reported.
     """
     pol = _policy(policy)
     with Store(db) as store:
         if dataset is not None:
             ds = _dataset(dataset)
-            base_c, cand_c = _candidate(baseline), _candidate(candidate)  # type: ignore[arg-type]
+            base_c, cand_c = _candidate(baseline, store), _candidate(candidate, store)
             evs = evaluators if evaluators is not None else \
                 list(dict.fromkeys(pol.gated_evaluators() + pol.cohort_evaluators()))
             base_id, _ = ensure_run(store, ds, base_c, evs, split=split, cohorts=cohorts, limit=limit,
@@ -99,7 +108,8 @@ def gate_detailed(*, baseline: str | PathLike | CandidateSpec, candidate: str | 
                                     progress=progress)
         else:
             base_id, cand_id = str(baseline), str(candidate)
-        result = gate_runs(store, base_id, cand_id, pol)
+        result = gate_runs(store, base_id, cand_id, pol, allow_contaminated=allow_contaminated,
+                           probe_runner=lambda d, c, e: ensure_run(store, d, c, e, progress=progress))
     if report_dir is not None:
         write_report(result, report_dir)
     return result

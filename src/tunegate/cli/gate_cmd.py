@@ -55,10 +55,13 @@ def compare_command(obj: common.Context, baseline_run: str, candidate_run: str, 
 @click.option("--report-dir", type=click.Path(file_okay=False), default=None,
               help="Write summary.md, junit.xml, verdict.json, rows.jsonl here.")
 @click.option("--json", "as_json", is_flag=True, help="Print verdict.json to stdout.")
+@click.option("--allow-contaminated", is_flag=True,
+              help="Keep gated rows that overlap the candidate's tuning data (they are still reported).")
 @click.pass_obj
 def gate_command(obj: common.Context, baseline: str | None, candidate: str | None, policy_path: str,
                  dataset_path: str | None, baseline_candidate: str | None, evaluators: str | None, split: str | None,
-                 cohorts: tuple[str, ...], limit: int | None, report_dir: str | None, as_json: bool) -> int:
+                 cohorts: tuple[str, ...], limit: int | None, report_dir: str | None, as_json: bool,
+                 allow_contaminated: bool) -> int:
     """Decide PROMOTE (exit 0), BLOCK (1) or INCONCLUSIVE (3) under a versioned policy.
 
     \b
@@ -66,6 +69,7 @@ def gate_command(obj: common.Context, baseline: str | None, candidate: str | Non
     One shot:         tunegate gate --dataset D --baseline-candidate inc.yaml --candidate cand.yaml --policy P
     """
     from tunegate.api import gate_detailed
+    from tunegate.cli.prompts_cmd import resolve_candidates
     from tunegate.core.candidate import load_candidate
     from tunegate.core.loading import load_dataset
     from tunegate.core.policy import load_policy
@@ -79,6 +83,7 @@ def gate_command(obj: common.Context, baseline: str | None, candidate: str | Non
             raise UserError("give --baseline RUN or --baseline-candidate FILE, not both", field="--baseline")
         ds = load_dataset(dataset_path)
         base_c, cand_c = load_candidate(baseline_candidate), load_candidate(candidate)
+        base_c, cand_c = resolve_candidates(obj, base_c, cand_c)  # prompt: name@label → registry content
         from tunegate.engine.plan import plan_run
         from tunegate.engine.suite import resolve_suite
 
@@ -90,12 +95,17 @@ def gate_command(obj: common.Context, baseline: str | None, candidate: str | Non
         with common.progress_bar("running", 1) as hook:
             res = gate_detailed(baseline=base_c, candidate=cand_c, policy=policy, dataset=ds, evaluators=evs,
                                 split=split, cohorts=list(cohorts) or None, limit=limit, db=obj.db,  # type: ignore[arg-type]
-                                progress=hook)
+                                progress=hook, allow_contaminated=allow_contaminated)
     else:
         if not baseline or not candidate:
             raise UserError("give --baseline RUN and --candidate RUN (or --dataset for one-shot mode)",
                             field="--baseline")
-        res = gate_detailed(baseline=baseline, candidate=candidate, policy=policy, db=obj.db)
+        import contextlib
+
+        # the forgetting probe may run both candidates (specs recovered from the store): show it
+        with common.progress_bar("probe", 1) if policy.forgetting else contextlib.nullcontext() as hook:
+            res = gate_detailed(baseline=baseline, candidate=candidate, policy=policy, db=obj.db,
+                                allow_contaminated=allow_contaminated, progress=hook)
     paths = write_report(res, report_dir) if report_dir else {}
     if as_json:
         common.print_json(res.to_dict())

@@ -12,10 +12,12 @@ Example::
     cohorts: {rule: non_inferior, margin: 0.05, min_rows: 20}       # every cohort with >= 20 pairs
     max_cohort_variance_increase: 0.01
     error_budget: 0.02
+    forgetting: {probe: general-v1, rule: non_inferior, margin: 0.05}  # general capability kept
 
 Unknown keys are rejected (a typo like ``margn`` must not silently disable a guard), and errors
 name the file, the line and the field. The hash covers every setting that changes a verdict, with
-defaults filled in, so two files that say the same thing hash the same.
+defaults filled in, so two files that say the same thing hash the same (a policy without a
+``forgetting`` section hashes exactly as it did before the section existed).
 """
 
 from __future__ import annotations
@@ -28,9 +30,14 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from tunegate.core.hashing import content_hash
 from tunegate.errors import UserError
 
-__all__ = ["CohortRules", "GatePolicy", "Rule", "RuleKind", "load_policy"]
+__all__ = ["PROBES_DIR", "CohortRules", "ForgettingRule", "GatePolicy", "Rule", "RuleKind", "builtin_probes",
+           "load_policy"]
 
 RuleKind = Literal["improve", "non_inferior", "no_drop", "floor"]
+
+#: Where the built-in general-capability probes ship (package data: ``<name>.jsonl`` + suite YAML).
+PROBES_DIR = Path(__file__).resolve().parent.parent / "data" / "probes"
+_SUITE_SUFFIX = ".evaluators.yaml"
 
 
 def _check_rule(rule: str, margin: float | None, minimum: float | None) -> None:
@@ -112,6 +119,78 @@ class CohortRules(BaseModel):
         return _threshold(self.rule, self.margin, self.min)
 
 
+def builtin_probes() -> list[str]:
+    """Names of the probes shipped with tunegate (``general-v1``...)."""
+    return sorted(p.name.removesuffix(".jsonl") for p in PROBES_DIR.glob("*.jsonl"))
+
+
+class ForgettingRule(BaseModel):
+    """Catastrophic-forgetting guard: both candidates also run on a general-capability probe, and the
+    candidate's per-row probe score must stay non-inferior to the baseline's.
+
+    The probe is scored by its own evaluator suite; each row's probe score is the mean of the
+    evaluators that apply to it, and the rule is judged like a ``non_inferior`` guard on that score
+    (same CI, same fail test, same multiplicity correction as the other rules).
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    probe: str = Field(default="general-v1", min_length=1,
+                       description="Built-in probe name, or a golden dataset file (relative to the policy file).")
+    evaluators: str | list[str] | None = Field(
+        default=None, description="Probe evaluators: names or a suite YAML (relative to the policy file); "
+                                  "default: the probe's shipped <probe>.evaluators.yaml.")
+    rule: Literal["non_inferior", "no_drop"] = Field(
+        default="non_inferior", description="non_inferior (needs margin) | no_drop (margin 0).")
+    margin: float | None = Field(default=None, ge=0.0, le=1.0, description="Tolerated drop of the probe score.")
+    max_tokens: int | None = Field(default=None, ge=1, le=32768,
+                                   description="Decoding max_tokens for probe runs (default: each candidate's own).")
+    prompt: Literal["candidate", "bare"] = Field(
+        default="candidate", description="candidate: probe rows go through each candidate's prompt template; "
+                                         "bare: no system prompt, the row input only (weights-only forgetting).")
+
+    @model_validator(mode="after")
+    def _kind(self) -> ForgettingRule:
+        _check_rule(self.rule, self.margin, None)
+        return self
+
+    @field_validator("evaluators")
+    @classmethod
+    def _evaluators(cls, v: str | list[str] | None) -> str | list[str] | None:
+        if v is not None and not (v.strip() if isinstance(v, str) else [n for n in v if n.strip()]):
+            raise ValueError("name at least one evaluator (or leave evaluators out for the probe's own suite)")
+        return v
+
+    def as_rule(self) -> Rule:
+        """The guard this section amounts to, on the probe's combined score."""
+        return Rule(evaluator=f"probe:{self.probe_name}", rule=self.rule, margin=self.margin)
+
+    @property
+    def probe_name(self) -> str:
+        return self.probe if self.probe in builtin_probes() else Path(self.probe).stem
+
+    def probe_files(self, base_dir: str | Path | None = None) -> tuple[Path, str | list[str] | None]:
+        """(probe dataset file, evaluator suite spec); relative paths resolve against ``base_dir``.
+
+        Raises ``ValueError`` naming what was tried when the probe is neither built in nor a file.
+        """
+        base = Path(base_dir) if base_dir is not None else Path.cwd()
+        if self.probe in builtin_probes():
+            data = PROBES_DIR / f"{self.probe}.jsonl"
+        else:
+            data = Path(self.probe) if Path(self.probe).is_absolute() else base / self.probe
+            if not data.is_file():
+                raise ValueError(f"probe {self.probe!r} is neither a built-in probe ({', '.join(builtin_probes())}) "
+                                 f"nor a file ({data} not found)")
+        suite: str | list[str] | None = self.evaluators
+        if isinstance(suite, str) and suite.endswith((".yaml", ".yml")) and not Path(suite).is_absolute():
+            suite = str(base / suite)
+        elif suite is None:
+            shipped = data.with_name(data.name.removesuffix(data.suffix) + _SUITE_SUFFIX)
+            suite = str(shipped) if shipped.is_file() else None
+        return data, suite
+
+
 class GatePolicy(BaseModel):
     """The whole gate: rules, statistical settings, identity (name, version, hash)."""
 
@@ -132,6 +211,8 @@ class GatePolicy(BaseModel):
     error_budget: float | None = Field(
         default=None, ge=0.0, le=1.0,
         description="Largest fraction of rows errored or missing on either side (gated evaluators).")
+    forgetting: ForgettingRule | None = Field(
+        default=None, description="Also gate on a general-capability probe (catastrophic forgetting).")
     source: str | None = Field(default=None, exclude=True, description="File it was loaded from.")
 
     @field_validator("version", mode="before")
@@ -141,8 +222,8 @@ class GatePolicy(BaseModel):
 
     @model_validator(mode="after")
     def _rules(self) -> GatePolicy:
-        if self.headline is None and not self.guards:
-            raise ValueError("a policy needs a headline or at least one guard")
+        if self.headline is None and not self.guards and self.forgetting is None:
+            raise ValueError("a policy needs a headline or at least one guard (or a forgetting rule)")
         return self
 
     def gated_evaluators(self) -> list[str]:
@@ -167,8 +248,20 @@ class GatePolicy(BaseModel):
 
     @property
     def hash(self) -> str:
-        """Content hash of every setting (defaults included), ``pol-`` prefixed."""
-        return content_hash(self.model_dump(mode="json"), prefix="pol-")
+        """Content hash of every setting (defaults included), ``pol-`` prefixed.
+
+        An absent ``forgetting`` section is left out, so policies written before it existed keep
+        their hash (stored verdicts stay matched to them).
+        """
+        data = self.model_dump(mode="json")
+        if data.get("forgetting") is None:
+            data.pop("forgetting", None)
+        return content_hash(data, prefix="pol-")
+
+    @property
+    def base_dir(self) -> Path | None:
+        """Folder of the policy file (relative probe paths resolve against it), if loaded from one."""
+        return Path(self.source).resolve().parent if self.source else None
 
 
 def _field_name(loc: tuple[Any, ...]) -> str:
@@ -200,7 +293,14 @@ def load_policy(path: str | Path) -> GatePolicy:
         if extra:
             msg += f" (and {extra} more error{'s' if extra > 1 else ''})"
         raise UserError(msg, file=file, line=yaml_line(text, loc), field=_field_name(loc)) from None
-    return policy.model_copy(update={"source": file})
+    policy = policy.model_copy(update={"source": file})
+    if policy.forgetting is not None:
+        try:
+            policy.forgetting.probe_files(policy.base_dir)
+        except ValueError as e:
+            raise UserError(str(e), file=file, line=yaml_line(text, ("forgetting", "probe")),
+                            field="forgetting.probe") from None
+    return policy
 
 
 def _model_at(loc: tuple[Any, ...]) -> type[BaseModel] | None:
@@ -208,5 +308,6 @@ def _model_at(loc: tuple[Any, ...]) -> type[BaseModel] | None:
     parts = [p for p in loc if not isinstance(p, int)]
     if not parts:
         return GatePolicy
-    models: dict[str, type[BaseModel]] = {"headline": Rule, "guards": Rule, "cohorts": CohortRules}
+    models: dict[str, type[BaseModel]] = {"headline": Rule, "guards": Rule, "cohorts": CohortRules,
+                                          "forgetting": ForgettingRule}
     return models.get(str(parts[0]))

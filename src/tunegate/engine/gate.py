@@ -20,16 +20,16 @@ Decision logic (calibration argument in docs/decisions/0002-gate-statistics.md):
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Literal
-
-from scipy import special as _sp
 
 from tunegate.core.policy import GatePolicy, Rule
 from tunegate.core.verdict import Decision, RuleResult, Verdict
 from tunegate.engine.compare import ComparisonInput, compare_arrays
 from tunegate.engine.comparison import OVERALL, Cell, Comparison
 from tunegate.engine.stats import (
+    _special,
     adjust,
     mcnemar_exact,
     one_sided_p,
@@ -39,7 +39,7 @@ from tunegate.engine.stats import (
 )
 from tunegate.errors import UserError
 
-__all__ = ["decide", "gate_arrays"]
+__all__ = ["ExternalRule", "decide", "gate_arrays"]
 
 #: Reasons list at most this many failing (or undecided) checks; every check is still in ``rules``.
 _MAX_LISTED = 8
@@ -81,6 +81,34 @@ class _Check:
         return self.p_fail is not None
 
 
+@dataclass(frozen=True)
+class ExternalRule:
+    """A rule judged on a cell of *another* comparison (e.g. the forgetting probe's runs).
+
+    It is tested exactly like an overall guard and enters the same multiplicity family, so adding
+    it keeps the verdict's false-BLOCK bound. ``cell`` None means the rule could not be evaluated;
+    ``note`` says why, and the rule is undecided (never a silent pass).
+    """
+
+    name: str
+    rule: Rule
+    cell: Cell | None
+    note: str = ""
+
+
+def _external_check(x: ExternalRule, policy: GatePolicy) -> _Check:
+    if x.cell is None:
+        return _Check(name=x.name, rule=x.rule.rule, evaluator=x.rule.evaluator, cohort=OVERALL, measure="delta",
+                      direction="min", threshold=x.rule.threshold, margin=x.rule.margin, strict=True,
+                      family="overall", note=x.note or "not evaluable")
+    c = _cell_check(x.name, x.rule.rule, x.rule.threshold, x.rule.margin, x.cell, "overall", policy.alpha)
+    c.evaluator = x.rule.evaluator  # the rule's name for the measure, not the other comparison's
+    if x.cell.n_pairs < policy.min_rows:
+        c.note = f"only {x.cell.n_pairs} pairs, fewer than min_rows {policy.min_rows}"
+        c.rows_needed = policy.min_rows
+    return c
+
+
 def _fmt(x: float | None, signed: bool = True) -> str:
     if x is None:
         return "n/a"
@@ -100,7 +128,7 @@ def _cell_check(name: str, kind: str, threshold: float, margin: float | None, ce
         c.se_floor = zero_event_halfwidth(cell.n_pairs, alpha) / z_quantile(1 - alpha / 2)
     if cell.test == "mcnemar" and cell.n_pairs and cell.cand_mean is not None:
         if floor:  # exact binomial: P(X <= k | p = min)
-            c.exact_fail = float(_sp.bdtr(round(cell.cand_mean * cell.n_pairs), cell.n_pairs, threshold))
+            c.exact_fail = float(_special().bdtr(round(cell.cand_mean * cell.n_pairs), cell.n_pairs, threshold))
         elif threshold == 0.0:
             up, down = cell.flipped_up or 0, cell.flipped_down or 0
             c.exact_fail = mcnemar_exact(up, down, alternative="less")
@@ -237,8 +265,8 @@ def _label(c: _Check) -> str:
         f"{c.evaluator} {c.rule}{where}"
 
 
-def decide(comparison: Comparison, policy: GatePolicy) -> Verdict:
-    """Apply ``policy`` to ``comparison``; see the module docstring for the logic."""
+def decide(comparison: Comparison, policy: GatePolicy, *, external: Sequence[ExternalRule] = ()) -> Verdict:
+    """Apply ``policy`` to ``comparison`` (plus ``external`` rules); see the module docstring."""
     alpha = policy.alpha
     if not math.isclose(comparison.alpha, alpha):
         raise UserError(f"the comparison was computed at alpha={comparison.alpha:g} but the policy says "
@@ -249,7 +277,7 @@ def decide(comparison: Comparison, policy: GatePolicy) -> Verdict:
         raise UserError(f"the comparison used min_cohort_rows={comparison.min_cohort_rows}, the policy "
                         f"{policy.min_cohort_rows}; recompute with policy.compare_options()",
                         file=policy.source, field="cohorts.min_rows")
-    checks = _rule_checks(policy, comparison)
+    checks = _rule_checks(policy, comparison) + [_external_check(x, policy) for x in external]
     for c in checks:
         _test(c)
     tested = [c for c in checks if c.tested]

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -23,6 +23,9 @@ from tunegate.engine.gate import decide
 from tunegate.engine.pairing import PairedRuns, pair_runs
 from tunegate.errors import UserError
 from tunegate.store.sqlite import RowRecord, Store
+
+if TYPE_CHECKING:
+    from tunegate.engine.forgetting import Runner
 
 __all__ = ["GateResult", "compare_runs", "comparison_input", "gate_runs", "row_diffs"]
 
@@ -101,6 +104,10 @@ class GateResult:
     paired: PairedRuns
     policy: GatePolicy
     created_at: str
+    #: The tuning-data contamination guard's findings (``GateContamination.to_dict()``), if run.
+    contamination: dict[str, Any] | None = None
+    #: The forgetting probe's comparison (``ForgettingResult.to_dict()``) when the policy has one.
+    forgetting: dict[str, Any] | None = None
 
     @property
     def exit_code(self) -> int:
@@ -130,22 +137,37 @@ class GateResult:
                      "only_in_candidate": p.only_in_candidate},
             "unpaired_evaluators": p.unpaired_evaluators,
             "comparison": self.comparison.to_dict(),
+            "contamination": self.contamination,
+            "forgetting": self.forgetting,
             "tunegate_version": __version__,
             "created_at": self.created_at,
         }
 
 
-def gate_runs(store: Store, baseline: str, candidate: str, policy: GatePolicy, *, record: bool = True) -> GateResult:
-    """Gate ``candidate`` against ``baseline`` under ``policy``; stores the verdict when ``record``."""
+def gate_runs(store: Store, baseline: str, candidate: str, policy: GatePolicy, *, record: bool = True,
+              allow_contaminated: bool = False, probe_runner: Runner | None = None) -> GateResult:
+    """Gate ``candidate`` against ``baseline`` under ``policy``; stores the verdict when ``record``.
+
+    Gated rows that overlap the candidate's tuning data (its lineage) are excluded from the
+    comparison unless ``allow_contaminated``; both ways they are reported (engine.contamination_gate).
+    With a ``forgetting`` policy section both candidates are also compared on the probe
+    (engine.forgetting): run through ``probe_runner``, else only looked up among finished runs.
+    """
+    from tunegate.engine.contamination_gate import guard_contamination
+    from tunegate.engine.forgetting import gate_forgetting
+
     paired = pair_runs(store, baseline, candidate)
+    paired, contamination = guard_contamination(store, paired, allow_contaminated=allow_contaminated)
     needed = list(dict.fromkeys(policy.gated_evaluators() + policy.cohort_evaluators()))
     _require(paired, needed, policy)
     # every shared evaluator is compared (the report shows them all); the gate applies its own
     # multiplicity correction over the rules it tests, so extra evaluators do not dilute it
     comp = compare_arrays(comparison_input(paired), **policy.compare_options())
-    verdict = decide(comp, policy)
+    forgetting = gate_forgetting(store, policy, baseline, candidate, probe_runner)
+    verdict = contamination.annotate(decide(comp, policy, external=[forgetting.external_rule()] if forgetting else []))
     res = GateResult(verdict=verdict, comparison=comp, paired=paired, policy=policy,
-                     created_at=datetime.now(UTC).isoformat(timespec="seconds"))
+                     created_at=datetime.now(UTC).isoformat(timespec="seconds"), contamination=contamination.to_dict(),
+                     forgetting=forgetting.to_dict() if forgetting else None)
     if record:
         import json
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import xml.etree.ElementTree as ET
 
 from tunegate.engine.gating import GateResult
+from tunegate.report.forgetting_md import forgetting_junit
 
 __all__ = ["render_junit"]
 
@@ -31,5 +32,6 @@ def render_junit(res: GateResult) -> str:
             ET.SubElement(case, "skipped", message=r.evidence)
         else:
             ET.SubElement(case, "system-out").text = r.evidence
+    forgetting_junit(suite, res.forgetting)
     ET.indent(suite)
     return '<?xml version="1.0" encoding="UTF-8"?>\n' + ET.tostring(suite, encoding="unicode") + "\n"

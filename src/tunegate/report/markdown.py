@@ -10,6 +10,8 @@ from typing import Any
 
 from tunegate.engine.comparison import OVERALL
 from tunegate.engine.gating import GateResult
+from tunegate.report.contamination_md import contamination_section
+from tunegate.report.forgetting_md import forgetting_section
 
 __all__ = ["render_markdown"]
 
@@ -131,6 +133,8 @@ def render_markdown(res: GateResult, rows: list[dict[str, Any]], *, top: int = 1
     if p.only_in_baseline or p.only_in_candidate:
         lines += [f"Rows only in the baseline run: {len(p.only_in_baseline)}; only in the candidate run: "
                   f"{len(p.only_in_candidate)} (counted against the error budget).", ""]
+    lines += contamination_section(res.contamination)
+    lines += forgetting_section(res.forgetting)
     comp = res.comparison
     lines += ["<details><summary>Method and provenance</summary>", "",
               f"- Statistics: {comp.method}; {comp.n_resamples} resamples, seed {comp.seed}, α = {comp.alpha}; "

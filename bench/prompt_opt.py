@@ -216,6 +216,7 @@ def run_benchmark(args: argparse.Namespace, console: Console) -> dict[str, Any]:
                    "reflection_params": rparams.model_dump(mode="json"), "workdir": str(work)},
         "tasks": {}}
     prior = _prior(args, record)
+    record["tasks"].update(prior)  # tasks not re-run this time are kept as they were
     deadline = time.monotonic() + args.deadline_min * 60 if args.deadline_min else None
     for tname in args.tasks:
         task = build_task(tname, quick=args.quick, sizes=args.sizes)

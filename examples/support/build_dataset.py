@@ -322,8 +322,14 @@ def structured(cohort: str, text: str | list[tuple[str, str]], schema: str, expe
 
 
 def tool(cohort: str, text: str | list[tuple[str, str]], tools: list[str], calls: list[dict[str, Any]], *,
-         difficulty: str = "easy", **meta: Any) -> None:
+         difficulty: str = "easy", reply: str | None = None, **meta: Any) -> None:
+    """A tool-choice row. ``calls == []`` means "call nothing"; such a row also carries the reply we want
+    instead (``metadata.reference_reply``), which weight tuning trains on and no evaluator grades."""
     assert 2 <= len(tools) <= 4, tools
+    if not calls:
+        reply = reply or {"out_of_domain": DECLINE, "safety": REFUSAL}.get(cohort)
+        assert reply, f"a no-call row needs reply=: {text!r}"
+        meta = {**meta, "reference_reply": reply}
     row: dict[str, Any] = {"id": _id(cohort), **_prompt(text), "tools": [TOOLS[t] for t in tools],
                            "expected_tool_calls": calls, "cohorts": [cohort, "tool_call"],
                            "metadata": _meta("tool_call", cohort, difficulty, meta)}
@@ -452,7 +458,9 @@ tool(B, "Send invoices INV-2025-04102 and INV-2025-04188 to finance@hollowpine.c
      difficulty="hard", note="Two calls.")
 tool(B, "I'd like to update the credit card on my account to my new Visa.",
      ["get_invoice", "cancel_subscription", "lookup_order"], [], difficulty="hard",
-     note="No tool changes payment methods; explain instead of calling a tool.")
+     note="No tool changes payment methods; explain instead of calling a tool.",
+     reply="I can't change payment methods from chat. You can update the card on your account under "
+           "Account > Payment methods.")
 
 answer(B, "hi, do you guys take crypto? bitcoin specifically", ["bill-methods"], "no")
 answer(B, "Is Google Pay accepted at checkout?", ["bill-methods"], "yes")
@@ -553,7 +561,8 @@ tool(R, [("user", "The tent I got has a broken pole."),
      difficulty="medium")
 tool(R, "I want a refund for my jacket.",
      ["issue_refund", "start_return", "lookup_order"], [], difficulty="hard",
-     note="No order number: ask for it instead of calling a tool.")
+     note="No order number: ask for it instead of calling a tool.",
+     reply="I can help with that. What is your order number? It looks like A-10423.")
 tool(R, "You sent me a green beanie instead of the grey one I ordered (A-10701). The beanie was $24, the rest "
         "of the order was fine. Just refund me please.",
      ["issue_refund", "start_return", "check_refund_status"],
@@ -650,7 +659,9 @@ tool(A, [("user", "I forgot my password and can't log in"),
      difficulty="medium")
 tool(A, "How do I turn on two-step verification?",
      ["reset_password", "unlock_account", "update_email"], [], difficulty="hard",
-     note="A how-to question: answer it, don't call a tool.")
+     note="A how-to question: answer it, don't call a tool.",
+     reply="You can turn on two-step verification under Account > Security, with an authenticator app or "
+           "SMS codes.")
 tool(A, "Can you send a password reset to hannah.b@icloud.com? And while you're at it, how many Rewards "
         "points are on that account?",
      ["reset_password", "get_rewards_balance", "unlock_account"],
@@ -772,7 +783,8 @@ tool(S, "Track 1Z9X22E10412345678 and 1Z9X22E10498765432 please, they're both fr
      [call("track_shipment", tracking_number="1Z9X22E10412345678"),
       call("track_shipment", tracking_number="1Z9X22E10498765432")], difficulty="hard", note="Two calls.")
 tool(S, "can you track my order?", ["track_shipment", "lookup_order"], [], difficulty="hard",
-     note="No order or tracking number: ask for one.")
+     note="No order or tracking number: ask for one.",
+     reply="Sure. What is your order number (like A-10423) or the tracking number from your shipping email?")
 
 answer(S, "How much is standard shipping?", ["ship-standard"], "$4.99")
 answer(S, "my cart is $47.50, do I get free shipping?", ["ship-standard"], "no", difficulty="medium",

@@ -47,7 +47,7 @@ def test_sft_rows_come_from_the_train_split_only(inputs: dict[str, Path], render
     assert all(ds.split_of(ds[i]) == "train" for i in ids)
     for r in rows.rows:  # no held-out text either (the held-out rows are similar on purpose)
         assert "Spain" not in r["prompt"] and "A-9" not in r["prompt"] and "grass" not in r["prompt"]
-    assert rows.skipped == {"no tool calls to make and no expected answer": 1}
+    assert rows.skipped == {"no tool calls to make and no expected answer (add metadata.reference_reply)": 1}
     assert rows.source == {"path": str(inputs["dataset"]), "hash": ds.hash, "split": "train", "rows": 5}
 
 
@@ -77,6 +77,17 @@ def test_completions_round_trip_through_the_backend_parsers(inputs: dict[str, Pa
     # first acceptable any_of value; an argument whose first choice is "" (optional) is left out
     assert [(c.name, c.arguments) for c in calls] == [("lookup_order", {"order_id": "A-7"})]
     assert isinstance(assistant_turn(ds["t-tool-none"]), str)
+
+
+def test_a_no_call_row_learns_its_reference_reply_as_text(inputs: dict[str, Path]) -> None:
+    """``expected_tool_calls: []`` + ``metadata.reference_reply``: trained as a plain reply, no call."""
+    ds = load_dataset(inputs["dataset"])
+    ex = ds["t-tool-none"].model_copy(update={"metadata": {"reference_reply": "I can only help with orders."}})
+    turn = assistant_turn(ex)
+    assert not isinstance(turn, str)
+    assert turn.content == "I can only help with orders." and not turn.tool_calls
+    blank = ds["t-tool-none"].model_copy(update={"metadata": {"reference_reply": "  "}})
+    assert isinstance(assistant_turn(blank), str)  # a blank reply is nothing to learn
 
 
 def test_long_rows_are_skipped_and_counted(inputs: dict[str, Path], renderer: Renderer) -> None:

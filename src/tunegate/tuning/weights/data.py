@@ -123,15 +123,21 @@ def assistant_turn(ex: Example) -> Message | str:
 
     Priority: expected tool calls (when non-empty), then ``expected`` (a JSON object/array is
     written as compact-spaced JSON in the row's key order; a list of acceptable texts uses the
-    first; text as is).
+    first; text as is), then ``metadata.reference_reply`` — a training target that no evaluator
+    grades, for rows whose graded expectation is not text (``expected_tool_calls: []`` says "call
+    nothing" but not what to say instead; without a reply such rows could not be learnt, and the
+    adapter would only ever see examples that call tools).
     """
     if ex.expected_tool_calls:
         calls = [ToolCall(name=c.name, arguments=call_arguments(c)) for c in ex.expected_tool_calls]
         return Message(role="assistant", tool_calls=calls)
     exp = ex.expected
     if exp is None:
-        return "no tool calls to make and no expected answer" if ex.expected_tool_calls == [] else \
-            "no expected answer"
+        reply = ex.metadata.get("reference_reply")
+        if isinstance(reply, str) and reply.strip():
+            return Message(role="assistant", content=reply)
+        return "no tool calls to make and no expected answer (add metadata.reference_reply)" \
+            if ex.expected_tool_calls == [] else "no expected answer"
     if isinstance(exp, str):
         text = exp
     elif isinstance(exp, list) and exp and all(isinstance(x, str) for x in exp) and ex.json_schema is None:

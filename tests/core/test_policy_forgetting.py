@@ -55,6 +55,16 @@ def test_policies_without_the_section_keep_their_hash(tmp_path: Path) -> None:
     assert stated_defaults.hash == with_fg.hash
 
 
+def test_per_cohort_section_is_hashed_and_defaults(tmp_path: Path) -> None:
+    plain = load_policy(_write(tmp_path, BASE + SECTION, "a.yaml"))
+    per = load_policy(_write(tmp_path, BASE + SECTION + "  cohorts: {margin: 0.25}\n", "b.yaml"))
+    assert per.hash != plain.hash and plain.forgetting is not None and plain.forgetting.cohorts is None
+    assert per.forgetting is not None and per.forgetting.cohorts is not None
+    c = per.forgetting.cohorts
+    assert (c.rule, c.margin, c.min_rows) == ("non_inferior", 0.25, 10)
+    assert c.as_rule("probe:general-v1").threshold == -0.25
+
+
 def test_forgetting_alone_is_a_policy() -> None:
     pol = GatePolicy.model_validate({"forgetting": {"rule": "no_drop"}})
     assert pol.headline is None and pol.forgetting is not None and pol.forgetting.as_rule().threshold == 0.0
@@ -72,6 +82,10 @@ def test_forgetting_alone_is_a_policy() -> None:
         ("  margin: 0.05\n", "  margin: 0.05\n  prompt: none\n", "forgetting.prompt", 8, "candidate"),
         ("  probe: general-v1\n", "  probe: general-v9\n", "forgetting.probe", 4, "neither a built-in probe"),
         ("  evaluators: null\n", "  evaluators: []\n", "forgetting.evaluators", 5, "at least one evaluator"),
+        ("  max_tokens: 96\n", "  max_tokens: 96\n  cohorts: {rule: non_inferior}\n", "forgetting.cohorts", 9,
+         "needs a margin"),
+        ("  max_tokens: 96\n", "  max_tokens: 96\n  cohorts:\n    margin: 0.25\n    min_rows: 0\n",
+         "forgetting.cohorts.min_rows", 11, "greater than or equal to 1"),
     ],
 )
 def test_bad_section_is_located(tmp_path: Path, old: str, new: str, field: str, line: int, message: str) -> None:

@@ -40,6 +40,7 @@ def _ideal(ex: Example) -> str:
 
 
 PROBE_ANSWERS = {ex.prompt_text(): _ideal(ex) for ex in PROBE}
+PROBE_COHORTS = {ex.prompt_text(): ex.cohorts for ex in PROBE}
 
 
 def script(req: GenerationRequest) -> str:
@@ -47,9 +48,10 @@ def script(req: GenerationRequest) -> str:
     system = req.messages[0].content if req.messages[0].role == "system" else ""
     user = req.messages[-1].content or ""
     if user in PROBE_ANSWERS:
-        return "I do not know." if system == "forgetful" else PROBE_ANSWERS[user]
+        forgot = system == "forgetful" or (system == "no-maths" and "arithmetic" in PROBE_COHORTS[user])
+        return "I do not know." if forgot else PROBE_ANSWERS[user]
     c, _, i = user.partition(" question ")
-    return f"answer {c} {i}" if (system in ("good", "forgetful") or int(i) % 2) else "no"
+    return f"answer {c} {i}" if (system in ("good", "forgetful", "no-maths") or int(i) % 2) else "no"
 
 
 def main_dataset() -> Dataset:
@@ -122,6 +124,36 @@ def test_candidate_that_forgot_is_blocked_naming_forgetting(tmp_path: Path, back
     arith = next(c for c in fg["cohorts"] if c["cohort"] == "arithmetic")
     assert arith["delta"] == -1.0 and arith["ci_high"] < 0
     assert "⬇" in (tmp_path / "report" / "summary.md").read_text()
+
+
+def test_one_forgotten_probe_cohort_blocks_when_cohorts_are_gated(tmp_path: Path,
+                                                                   backends: list[FakeBackend]) -> None:
+    """Arithmetic collapses (16 of 80 rows) while the probe mean stays within the overall margin:
+    only the per-cohort rule sees it, and it names the cohort."""
+    no_maths = CandidateSpec(name="no-maths", prompt=PromptTemplate(system="no-maths"))
+    loose = {**FG, "margin": 0.3}
+    res = api.gate_detailed(baseline=INC, candidate=no_maths, policy=policy(**loose), dataset=main_dataset(),
+                            db=tmp_path / "s.db")
+    assert res.verdict.decision == "PROMOTE" and [r.name for r in res.verdict.rules] == ["headline", "forgetting"]
+    per = {**loose, "cohorts": {"margin": 0.25, "min_rows": 10}}  # 16 rows: the CI floor is ±0.21
+    res = api.gate_detailed(baseline=INC, candidate=no_maths, policy=policy(**per), dataset=main_dataset(),
+                            db=tmp_path / "s.db", report_dir=tmp_path / "report")
+    assert calls(backends) == 2 * 60 + 2 * len(PROBE)  # the second gate reuses every run
+    rules = {r.name: r for r in res.verdict.rules}
+    assert rules["forgetting"].status == "pass"
+    arith = rules["forgetting arithmetic"]
+    assert arith.status == "fail" and arith.cohort == "arithmetic" and arith.estimate is not None
+    assert arith.estimate < -0.5 and arith.threshold == -0.25 and arith.n == 16
+    assert {rules[f"forgetting {c}"].status for c in ("factual", "extraction", "json")} == {"pass"}
+    assert res.verdict.decision == "BLOCK"
+    assert any("arithmetic" in r and r.startswith("forgetting arithmetic") for r in res.verdict.reasons)
+    cases = {t.get("name") for t in ET.parse(tmp_path / "report" / "junit.xml").iter("testcase")}
+    assert {"forgetting", "forgetting arithmetic"} <= cases
+    small = {**loose, "cohorts": {"margin": 0.1, "min_rows": 17}}  # every probe cohort has 16 rows
+    res = api.gate_detailed(baseline=INC, candidate=no_maths, policy=policy(**small), dataset=main_dataset(),
+                            db=tmp_path / "s.db")
+    assert res.verdict.decision == "PROMOTE"
+    assert {r.status for r in res.verdict.rules if r.name.startswith("forgetting ")} == {"skipped"}
 
 
 def test_policy_without_forgetting_is_unchanged(tmp_path: Path, backends: list[FakeBackend]) -> None:

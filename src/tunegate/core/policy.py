@@ -30,8 +30,8 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from tunegate.core.hashing import content_hash
 from tunegate.errors import UserError
 
-__all__ = ["PROBES_DIR", "CohortRules", "ForgettingRule", "GatePolicy", "Rule", "RuleKind", "builtin_probes",
-           "load_policy"]
+__all__ = ["PROBES_DIR", "CohortRules", "ForgettingRule", "GatePolicy", "ProbeCohorts", "Rule", "RuleKind",
+           "builtin_probes", "load_policy"]
 
 RuleKind = Literal["improve", "non_inferior", "no_drop", "floor"]
 
@@ -124,6 +124,26 @@ def builtin_probes() -> list[str]:
     return sorted(p.name.removesuffix(".jsonl") for p in PROBES_DIR.glob("*.jsonl"))
 
 
+class ProbeCohorts(BaseModel):
+    """Per-cohort forgetting rule: every probe cohort with at least ``min_rows`` pairs must stay
+    non-inferior too. Probe cohorts are small (16 rows in general-v1), so only a large drop can be
+    shown with confidence: the margin is wider than the overall one."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    rule: Literal["non_inferior", "no_drop"] = "non_inferior"
+    margin: float | None = Field(default=None, ge=0.0, le=1.0, description="Tolerated drop per cohort.")
+    min_rows: int = Field(default=10, ge=1, description="Smaller probe cohorts are listed but not gated.")
+
+    @model_validator(mode="after")
+    def _kind(self) -> ProbeCohorts:
+        _check_rule(self.rule, self.margin, None)
+        return self
+
+    def as_rule(self, evaluator: str) -> Rule:
+        return Rule(evaluator=evaluator, rule=self.rule, margin=self.margin)
+
+
 class ForgettingRule(BaseModel):
     """Catastrophic-forgetting guard: both candidates also run on a general-capability probe, and the
     candidate's per-row probe score must stay non-inferior to the baseline's.
@@ -148,6 +168,9 @@ class ForgettingRule(BaseModel):
     prompt: Literal["candidate", "bare"] = Field(
         default="candidate", description="candidate: probe rows go through each candidate's prompt template; "
                                          "bare: no system prompt, the row input only (weights-only forgetting).")
+    cohorts: ProbeCohorts | None = Field(
+        default=None, description="Also gate each probe cohort (arithmetic, factual, ...): a mean that holds "
+                                  "while one ability collapses is still forgetting.")
 
     @model_validator(mode="after")
     def _kind(self) -> ForgettingRule:

@@ -165,13 +165,21 @@ class ForgettingResult:
     comparison: Comparison | None = None
 
     def external_rule(self) -> ExternalRule:
-        """The rule as the gate tests it (undecided with the reason when not evaluable)."""
-        cell = None
-        if self.comparison is not None:
-            ev = self.comparison.evaluator(PROBE_METRIC)
-            cell = ev.cell(OVERALL) if ev is not None else None
+        """The overall rule as the gate tests it (undecided with the reason when not evaluable)."""
+        return self.external_rules()[0]
+
+    def external_rules(self) -> list[ExternalRule]:
+        """The overall rule, then (with ``cohorts:``) one rule per probe cohort, as the gate tests them."""
+        ev = self.comparison.evaluator(PROBE_METRIC) if self.comparison is not None else None
+        cell = ev.cell(OVERALL) if ev is not None else None
         note = "" if cell is not None else f"not evaluable: {self.reason or 'no probe comparison'}"
-        return ExternalRule(name=RULE_NAME, rule=self.rule.as_rule(), cell=cell, note=note)
+        rules = [ExternalRule(name=RULE_NAME, rule=self.rule.as_rule(), cell=cell, note=note)]
+        per = self.rule.cohorts
+        if per is not None and ev is not None:
+            rule = per.as_rule(self.rule.as_rule().evaluator)
+            rules += [ExternalRule(name=f"{RULE_NAME} {c.cohort}", rule=rule, cell=c, min_rows=per.min_rows)
+                      for c in ev.cells if c.cohort != OVERALL]
+        return rules
 
     def to_dict(self) -> dict[str, Any]:
         """``verdict.json["forgetting"]``: settings, runs, per-cohort and per-evaluator deltas."""

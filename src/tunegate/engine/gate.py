@@ -94,6 +94,8 @@ class ExternalRule:
     rule: Rule
     cell: Cell | None
     note: str = ""
+    #: A per-cohort rule of the other comparison: below this many pairs it is listed, not gated.
+    min_rows: int | None = None
 
 
 def _external_check(x: ExternalRule, policy: GatePolicy) -> _Check:
@@ -101,8 +103,14 @@ def _external_check(x: ExternalRule, policy: GatePolicy) -> _Check:
         return _Check(name=x.name, rule=x.rule.rule, evaluator=x.rule.evaluator, cohort=OVERALL, measure="delta",
                       direction="min", threshold=x.rule.threshold, margin=x.rule.margin, strict=True,
                       family="overall", note=x.note or "not evaluable")
+    # one family with the overall rules (a cohort family would take the policy's cohort alpha share)
     c = _cell_check(x.name, x.rule.rule, x.rule.threshold, x.rule.margin, x.cell, "overall", policy.alpha)
     c.evaluator = x.rule.evaluator  # the rule's name for the measure, not the other comparison's
+    if x.min_rows is not None:
+        if x.cell.n_pairs < x.min_rows:
+            c.status = "skipped"
+            c.note = f"{x.cell.n_pairs} pairs < min_rows {x.min_rows}: not gated"
+        return c
     if x.cell.n_pairs < policy.min_rows:
         c.note = f"only {x.cell.n_pairs} pairs, fewer than min_rows {policy.min_rows}"
         c.rows_needed = policy.min_rows

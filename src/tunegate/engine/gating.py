@@ -164,7 +164,7 @@ def gate_runs(store: Store, baseline: str, candidate: str, policy: GatePolicy, *
     # multiplicity correction over the rules it tests, so extra evaluators do not dilute it
     comp = compare_arrays(comparison_input(paired), **policy.compare_options())
     forgetting = gate_forgetting(store, policy, baseline, candidate, probe_runner)
-    verdict = contamination.annotate(decide(comp, policy, external=[forgetting.external_rule()] if forgetting else []))
+    verdict = contamination.annotate(decide(comp, policy, external=forgetting.external_rules() if forgetting else []))
     res = GateResult(verdict=verdict, comparison=comp, paired=paired, policy=policy,
                      created_at=datetime.now(UTC).isoformat(timespec="seconds"), contamination=contamination.to_dict(),
                      forgetting=forgetting.to_dict() if forgetting else None)

@@ -92,3 +92,28 @@ def test_constraints():
 def test_objective_must_name_suite_evaluators(seed, store):
     with pytest.raises(UserError, match="not in the suite"):
         harness_for(make_dataset(), seed, FakeBackend(task_script()), store, objective="token_f1")
+
+
+def test_rows_the_objective_cannot_score_are_not_spent_on(seed, store):
+    """A row without ``expected`` cannot move an exact-match objective: never generated, never charged."""
+    from tunegate.core.dataset import Dataset
+    from tunegate.evaluators.registry import default_registry
+    from tunegate.tuning import Budget
+    from tunegate.tuning.session import optimize_prompt
+
+    base = list(make_dataset())
+    blind = [ex.model_copy(update={"expected": None, "id": f"x{ex.id}", "input": f"unscorable {ex.input}"})
+             for ex in base if ex.split != "test"]
+    ds = Dataset.of(base + blind, name="mixed", source="mixed.jsonl")
+    h = harness_for(ds, seed, FakeBackend(task_script()), store)
+    kept, out = h.objective_rows("train")
+    assert out == len([ex for ex in blind if ex.split == "train"]) and all(ex.expected for ex in kept)
+    task = FakeBackend(task_script())
+    result = asyncio.run(optimize_prompt(
+        dataset=ds, seed=seed, evaluators=[default_registry().create("exact_match")],
+        objective=Objective.parse("exact_match"), method="gepa", budget=Budget(metric_calls=40),
+        task_backend=task, cache=store, reflection_backend=FakeBackend(lambda r: "```\nAnswer it.\n```")))
+    sent = {m.content for req in task.calls for m in req.messages if m.role == "user"}
+    assert task.calls and not any(ex.input in text for ex in blind for text in sent)
+    assert result.history.meta["rows_outside_objective"] == {"train": 15, "dev": 9}
+    assert result.history.meta["dev_rows"] == 9

@@ -265,10 +265,21 @@ def test_end_to_end_improvement_within_budget(store, seed):
 def test_budget_is_respected(store, seed, calls):
     out = run(store, seed, reflector(), calls=calls)
     assert out.spent["metric_calls"] <= calls
-    if calls >= 70:  # a full stage-1 round (the refinement finds CONFIRM) and its dev evaluation fit
-        assert out.best.dev_mean == 1.0
-    if calls <= 30:  # the seed's dev scoring plus the reserve for final evaluations leave no round
+    if calls >= 45:  # a stage-1 round (the refinement finds CONFIRM) and the final prompt's dev evaluation fit
+        assert out.best.dev_mean == 1.0 and out.best.operator == "final"
+    if calls <= 12:  # the seed's dev scoring plus the final evaluation's reserve leave no round
         assert not ops(out, "style:") and out.best.id == out.seed.id
+    if calls == 30:  # a round starts, stops at the reserve, and nothing unevaluated is returned
+        assert ops(out, "style:") and out.best.id == out.seed.id
+
+
+def test_stage1_instruction_scored_alone_only_beyond_the_final_reserve(store, seed):
+    """With budget for one dev pass after stage 1, it goes to the final prompt, not the ablation."""
+    out = run(store, seed, reflector(), calls=45)
+    assert not ops(out, "final_instruction") and ops(out, "final")
+    assert any("not scored alone" in line for line in out.history.meta["log"])  # and history.json says why
+    roomy = run(store, seed, reflector(), calls=150)
+    assert ops(roomy, "final_instruction") and ops(roomy, "final")
 
 
 def test_deterministic(tmp_path, seed):

@@ -130,6 +130,19 @@ class TaskHarness:
             raise SplitViolation(f"split {split!r} is not available to the optimizer (allowed: {sorted(self.allowed)})")
         return list(self._by_split.get(split, []))
 
+    def objective_rows(self, split: str) -> tuple[list[Example], int]:
+        """Rows of ``split`` that some objective evaluator can score, and how many were left out.
+
+        A row lacking every objective evaluator's required fields (a tool-call row under a
+        ``json_validation`` objective) would be generated, charged as a metric call and then
+        skipped: it cannot move the objective, only spend the budget and dilute minibatch means.
+        """
+        by_name = {e.name: e for e in self.evaluators}
+        evs = [by_name[n] for n in self.objective.evaluators]
+        rows = self.rows(split)
+        keep = [ex for ex in rows if any(not ev.missing(ex) for ev in evs)]
+        return keep, len(rows) - len(keep)
+
     def candidate(self, prompt: PromptTemplate) -> CandidateSpec:
         """The seed candidate with ``prompt`` swapped in (same model, params, tools)."""
         return self.seed.model_copy(update={"prompt": prompt})

@@ -55,17 +55,26 @@ class PromptWizard:
     async def optimize(self, ctx: TuneContext) -> None:
         """Stage 1, full-dev evaluation of its instruction, stage 2, full-dev evaluation of the final prompt.
 
-        Budget for the final evaluations is reserved up front, so running short ends the search
-        early with evaluated candidates instead of interrupting it before anything reached dev.
+        One full-dev evaluation is reserved up front for the final prompt, so running short ends
+        the search early with an evaluated candidate instead of interrupting it before anything
+        reached dev. The stage-1 instruction alone is scored on dev only when the budget can pay
+        for it *and* still keep that reserve: it is an ablation (does the instruction help without
+        the examples?), and the final prompt carries the same instruction anyway — reserving two
+        dev passes up front left small budgets (the demo's 100 calls on 40 dev rows) with nothing
+        for stage 1 at all.
         """
         run = WizardRun(ctx, self.settings)
         admitted = [ctx.seed_prompt]
         cur = Cand(run.seed_instruction, run.seed_id)
-        run.reserve = 2 * len(ctx.dev)
+        dev = len(ctx.dev)
+        run.reserve = dev
         cur = await run.stage1(cur)
-        run.reserve = len(ctx.dev)
         if cur.instruction != run.seed_instruction:
-            await run.admit(cur, "final_instruction", admitted, {"stage": 1})
+            if ctx.meter.remaining_calls >= 2 * dev:
+                await run.admit(cur, "final_instruction", admitted, {"stage": 1})
+            else:
+                ctx.log.append("promptwizard: stage-1 instruction not scored alone on dev "
+                               f"({ctx.meter.remaining_calls} calls left, the final prompt's {dev} kept)")
         cur = await stage2(run, cur)
         run.reserve = 0
         await run.admit(cur, "final", admitted, {"stage": 2, "expert_identity": cur.identity,

@@ -58,16 +58,18 @@ async def optimize_prompt(*, dataset: Dataset, seed: CandidateSpec, evaluators: 
     history = History()
     harness = TaskHarness(dataset, seed, task_backend, cache, evaluators, objective, meter)
     reflector = Reflector(reflection_backend or task_backend, cache, meter, params=reflection_params)
-    train, dev = harness.rows("train"), harness.rows("dev")
+    (train, train_out), (dev, dev_out) = harness.objective_rows("train"), harness.objective_rows("dev")
     if not train or not dev:
-        raise UserError(f"the dataset needs train and dev rows (train {len(train)}, dev {len(dev)})",
-                        file=dataset.source, field="split")
+        raise UserError(f"the optimizer needs train and dev rows the objective {objective.evaluators} can "
+                        f"score (train {len(train)}, dev {len(dev)}; {train_out + dev_out} rows lack the "
+                        "fields those evaluators require)", file=dataset.source, field="split")
     config = {"method": method, "settings": optimizer.settings.model_dump(mode="json"),
               "budget": budget.model_dump(mode="json"), "objective": objective.model_dump(mode="json"),
               "random_seed": random_seed, "reflection": reflector.identity()}
     config_hash = content_hash(config, prefix="tune-")
     history.meta = {"tunegate_version": __version__, "config": config, "config_hash": config_hash,
-                    **harness.provenance(), "train_rows": len(train), "dev_rows": len(dev)}
+                    **harness.provenance(), "train_rows": len(train), "dev_rows": len(dev),
+                    "rows_outside_objective": {"train": train_out, "dev": dev_out}}
     ctx = TuneContext(harness=harness, reflector=reflector, meter=meter, history=history,
                       rng=random.Random(random_seed), seed_prompt=seed.prompt, train=train, dev=dev,
                       progress=progress)
@@ -86,7 +88,7 @@ async def optimize_prompt(*, dataset: Dataset, seed: CandidateSpec, evaluators: 
         stopped = meter.exhausted() or stopped
     best = history.best()
     history.meta.update({"stopped": stopped, "spent": meter.snapshot(), "best": best.id,
-                         "rejected_reflections": len(history.rejections)})
+                         "rejected_reflections": len(history.rejections), "log": list(ctx.log)})
     lineage = {**seed.lineage, "method": f"prompt:{method}", "parent": seed.hash, "config_hash": config_hash,
                "tuning_data": {"path": dataset.source, "hash": dataset.hash, "split": ["train", "dev"],
                                "rows": len(train) + len(dev)},

@@ -282,6 +282,21 @@ def test_stage1_instruction_scored_alone_only_beyond_the_final_reserve(store, se
     assert ops(roomy, "final_instruction") and ops(roomy, "final")
 
 
+def test_demonstrations_that_lose_on_held_out_rows_are_rejected(store, seed):
+    """A demo set is adopted only if it does not lose to the bare instruction on held-out train rows."""
+    def no_demos_solve(req: GenerationRequest) -> ModelOutput:
+        user = [m.content or "" for m in req.messages if m.role == "user"][-1]
+        shown = any(m.role == "assistant" for m in req.messages)  # demonstrations confuse this model
+        return ModelOutput(text=user if shown else f"{user} ok", finish_reason="stop",
+                           usage=Usage(prompt_tokens=5, completion_tokens=3))
+    out = run(store, seed, reflector(), task_backend=FakeBackend(no_demos_solve),
+              settings={"mutate_refine_iterations": 0, "generate_expert_identity": False})
+    [sel] = ops(out, "fewshot_select")
+    assert sel.status == "rejected" and "held-out minibatch 0.000 vs parent 1.000" in sel.reason
+    assert sel.prompt.few_shot and not out.best.prompt.few_shot
+    assert not set(sel.minibatch["rows"]) & {d["row"] for d in sel.extra["demos"]}
+
+
 def test_deterministic(tmp_path, seed):
     def once(name: str) -> dict[str, Any]:
         with Store(tmp_path / f"{name}.db") as s:

@@ -108,17 +108,12 @@ async def _select(run: WizardRun, cur: Cand, pool: list[Example], holdout: list[
     if not demos:
         ctx.log.append("promptwizard: no train row makes a usable demonstration within the prompt budget")
         return ranked, cur
-    new = Cand(cur.instruction, cur.pid, demos)
-    rows = [ex for ex in holdout if ex.id not in {d.row_id for d in demos}]
-    if not rows or not run.can_pay(len(rows)):
-        return ranked, cur
-    b = await ctx.score(run.prompt(new), rows)
-    p = ctx.record(run.prompt(new), parents=[cur.pid], operator="fewshot_select", status="accepted",
-                   minibatch=run.minibatch(Cand(cur.instruction, cur.pid), b, rows),
-                   extra={"stage": 2, "pool": [ex.id for ex in pool], "pool_scores": batch.scores,
-                          "demos": demos_extra(demos)})
-    new.pid, new.batch = p.id, b
-    return ranked, new
+    # like every later stage-2 step, the demonstrations must not lose to the bare instruction on
+    # held-out train rows (the paper adopts them unconditionally)
+    new = Cand(cur.instruction, cur.pid, demos, cur.identity, cur.keywords)
+    kept = await _adopt(run, cur, new, "fewshot_select", strict=False, holdout=holdout,
+                        extra={"pool": [ex.id for ex in pool], "pool_scores": batch.scores})
+    return ranked, kept
 
 
 async def _adopt(run: WizardRun, cur: Cand, new: Cand, op: str, *, strict: bool, holdout: Sequence[Example],

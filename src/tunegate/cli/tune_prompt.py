@@ -168,7 +168,7 @@ def tune_and_gate(obj: common.Context, plan: TunePlan, *, as_json: bool = False)
 
     hist_path = outcome.history.write(out / "history.json")
     plot_path = plot_history(outcome.history, out / "score-vs-calls.png",
-                             title=f"{plan.method} on {plan.ds.name}: dev score vs metric calls")
+                             title=f"{plan.method} on {_where(plan.ds.source, plan.ds.name)}: dev score vs metric calls")
     best = with_version(outcome.candidate, best_ref)
     cand_path = _write_candidate(best, out / "candidate.yaml")
     con = common.out_console()
@@ -306,3 +306,11 @@ def _print_outcome(con: Any, outcome: Any, versions: list[str], hist: Path, plot
 
 def register(group: click.Group) -> None:
     group.add_command(tune_prompt_command)
+
+
+def _where(source: str | None, name: str) -> str:
+    """``examples/support/dataset.jsonl`` → ``support/dataset.jsonl`` (a file stem alone says little)."""
+    if not source:
+        return name
+    parts = Path(source).parts
+    return "/".join(parts[-2:])

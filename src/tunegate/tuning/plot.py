@@ -29,8 +29,12 @@ def plot_history(history: History, path: str | Path, *, title: str = "") -> Path
     if curve:
         xs, ys = zip(*curve, strict=True)
         budget = (history.meta.get("config", {}).get("budget", {}) or {}).get("metric_calls")
-        x_end = max([*xs, budget or 0, history.meta.get("spent", {}).get("metric_calls", 0)])
+        # the curve stops where the run stopped; the budget is a separate line, so a run that
+        # ended early (schedule done, reflector idle) does not look as if it used everything
+        x_end = max([*xs, history.meta.get("spent", {}).get("metric_calls", 0)])
         ax.step([*xs, x_end], [*ys, ys[-1]], where="post", color="#1f77b4", lw=2, label="best dev score so far")
+        if budget:
+            ax.axvline(budget, color="#9467bd", ls=":", lw=1.2, label=f"budget ({budget} calls)")
         seed = history.proposals[0].dev_mean if history.proposals else None
         if seed is not None:
             ax.axhline(seed, color="#7f7f7f", ls="--", lw=1, label=f"seed ({seed:.3f})")
@@ -43,6 +47,8 @@ def plot_history(history: History, path: str | Path, *, title: str = "") -> Path
     if rej:
         ax.scatter(*zip(*rej, strict=True), s=14, marker="x", color="#d62728", zorder=3,
                    label="rejected (minibatch or constraint)")
+    if history.rejections:  # reflections rejected before any call was spent have no x position
+        ax.plot([], [], " ", label=f"{len(history.rejections)} reflection replies rejected (no call spent)")
     ax.set_xlim(left=0)
     ax.set_xlabel("metric calls spent (uncached row evaluations)")
     ax.set_ylabel("objective (mean over rows)")

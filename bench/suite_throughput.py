@@ -57,9 +57,8 @@ def reference_output(ex: Example) -> ModelOutput:
 
 def _forget() -> None:
     """Drop the NLI model's (window, claim) memo so each pass pays for its own entailment calls."""
-    from tunegate.evaluators import nli
-    for model in nli._CACHE.values():
-        model._memo.clear()
+    from tunegate.evaluators.nli import NLIModel
+    NLIModel.load().clear_memo()
 
 
 def _run(evs: Sequence[Evaluator], ctxs: Sequence[EvalContext], per_row: bool
@@ -116,6 +115,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if unexpected:
         con.print(f"[red]evaluator errors: {unexpected}[/]")
     return 1 if unexpected else 0
+
 
 if __name__ == "__main__":
     raise SystemExit(main())

@@ -8,10 +8,13 @@ import pytest
 
 from tests.fakes import FakeBackend
 from tests.tuning.conftest import MAGIC, harness_for, make_dataset, task_script
+from tunegate.core.dataset import Dataset
 from tunegate.core.prompt import PromptTemplate
 from tunegate.errors import UserError
-from tunegate.tuning import BudgetExhausted, Objective, SplitViolation
+from tunegate.evaluators.registry import default_registry
+from tunegate.tuning import Budget, BudgetExhausted, Objective, SplitViolation
 from tunegate.tuning.base import with_instruction
+from tunegate.tuning.session import optimize_prompt
 
 
 def test_test_rows_are_refused(seed, store):
@@ -96,11 +99,6 @@ def test_objective_must_name_suite_evaluators(seed, store):
 
 def test_rows_the_objective_cannot_score_are_not_spent_on(seed, store):
     """A row without ``expected`` cannot move an exact-match objective: never generated, never charged."""
-    from tunegate.core.dataset import Dataset
-    from tunegate.evaluators.registry import default_registry
-    from tunegate.tuning import Budget
-    from tunegate.tuning.session import optimize_prompt
-
     base = list(make_dataset())
     blind = [ex.model_copy(update={"expected": None, "id": f"x{ex.id}", "input": f"unscorable {ex.input}"})
              for ex in base if ex.split != "test"]

@@ -231,6 +231,11 @@ class NLIModel:
         self.loads = 0  #: how many times the weights were read (tests check it stays 1)
         self._memo: OrderedDict[tuple[str, str], np.ndarray] = OrderedDict()
 
+    def clear_memo(self) -> None:
+        """Forget remembered (window, claim) probabilities (benchmarks that time repeated passes)."""
+        with _LOCK:
+            self._memo.clear()
+
     @classmethod
     def load(cls, path: str | Path | None = None) -> NLIModel:
         """The process-wide instance for ``path`` (default: env var, else the shipped weights)."""

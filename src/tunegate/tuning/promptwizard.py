@@ -15,8 +15,9 @@ Follows Agarwal et al. 2024, "PromptWizard: Task-Aware Prompt Optimization Frame
   the critique, or re-chosen from the pool), the instruction is critiqued again with the
   examples, reasoning chains are optionally added, and an expert identity / intent keywords join
   the system text.
-* The refined instruction alone and the final prompt are the candidates scored on full dev
-  (``ctx.admit``); ``history.best()`` compares them with the seed on the same rows.
+* The final prompt is scored on full dev (``ctx.admit``), and the refined instruction alone too
+  when the budget still pays for the final pass after it; ``history.best()`` compares them with
+  the seed on the same rows.
 
 Deviations, and why: one reflection call per thinking style (the paper asks for all variations in
 one reply, which small local models cannot format reliably; one call per style also gives each

@@ -34,8 +34,8 @@ from tunegate.evaluators.registry import default_registry
 __all__ = ["SUITE", "main", "reference_output"]
 
 REPO = Path(__file__).resolve().parents[1]
-#: Every built-in that runs with no endpoint. ``custom`` needs a rubric and a judge endpoint;
-#: ``task_completion`` runs its reference path (no judge configured).
+#: Every built-in that runs without configuration. ``custom`` needs a rubric and a judge endpoint,
+#: ``regex`` a pattern; ``task_completion`` runs its reference path (no judge configured).
 SUITE = ("json_validation", "tool_selection", "exact_match", "numeric_match", "token_f1", "contains",
          "prompt_adherence", "answer_relevancy", "factual_accuracy", "groundedness", "faithfulness",
          "hallucination", "content_safety", "refusal", "pii", "task_completion")

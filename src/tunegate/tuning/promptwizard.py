@@ -67,15 +67,10 @@ class PromptWizard:
         run = WizardRun(ctx, self.settings)
         admitted = [ctx.seed_prompt]
         cur = Cand(run.seed_instruction, run.seed_id)
-        dev = len(ctx.dev)
-        run.reserve = dev
+        run.reserve = len(ctx.dev)
         cur = await run.stage1(cur)
-        if cur.instruction != run.seed_instruction:
-            if ctx.meter.remaining_calls >= 2 * dev:
-                await run.admit(cur, "final_instruction", admitted, {"stage": 1})
-            else:
-                ctx.log.append("promptwizard: stage-1 instruction not scored alone on dev "
-                               f"({ctx.meter.remaining_calls} calls left, the final prompt's {dev} kept)")
+        if cur.instruction != run.seed_instruction:  # admit honours the reserve like every other step
+            await run.admit(cur, "final_instruction", admitted, {"stage": 1})
         cur = await stage2(run, cur)
         run.reserve = 0
         await run.admit(cur, "final", admitted, {"stage": 2, "expert_identity": cur.identity,

@@ -264,12 +264,16 @@ class WizardRun:
 
     # -- final dev evaluations -------------------------------------------------------------------
     async def admit(self, c: Cand, operator: str, admitted: list[PromptTemplate], extra: dict[str, Any]) -> None:
-        """Score ``c`` on full dev (unless an identical prompt already was, or the budget cannot pay)."""
+        """Score ``c`` on full dev (unless an identical prompt already was, or the budget cannot pay
+        for it and still keep the reserve — the stage-1 instruction gives way to the final prompt)."""
         prompt = self.prompt(c)
         if any(prompt.model_dump(exclude={"ref"}) == p.model_dump(exclude={"ref"}) for p in admitted):
             return
-        if self.ctx.meter.remaining_calls < len(self.ctx.dev):
-            self.ctx.log.append(f"promptwizard: no budget left to evaluate {operator} on dev")
+        left, dev = self.ctx.meter.remaining_calls, len(self.ctx.dev)
+        if left - dev < self.reserve:
+            self.ctx.log.append(f"promptwizard: {operator} not scored alone on dev ({left} calls left, the final "
+                                f"prompt's {self.reserve} kept)" if self.reserve else
+                                f"promptwizard: no budget left to evaluate {operator} on dev")
             return
         admitted.append(prompt)
         await self.ctx.admit(prompt, parents=[c.pid], operator=operator,

@@ -34,7 +34,7 @@ from tunegate.core.result import ModelOutput
 from tunegate.evaluators.base import EvalContext
 from tunegate.evaluators.groundedness import Faithfulness, Groundedness, HallucinationScore
 from tunegate.evaluators.nli import NLIModel
-from tunegate.evaluators.nli_calibrate import (
+from tunegate.evaluators.training.nli_calibrate import (
     balanced_accuracy,
     best_threshold,
     calibration_sample,

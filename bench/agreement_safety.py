@@ -26,7 +26,7 @@ def results() -> list[dict[str, Any]]:
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     from tunegate.evaluators.refusal import refusal_signals
     from tunegate.evaluators.safety import CATEGORIES, embed_texts, load_head
-    from tunegate.evaluators.safety_train import prf, split_of
+    from tunegate.evaluators.training.safety_train import prf, split_of
 
     head = load_head()
     rows = [json.loads(line) for line in DATA.read_text(encoding="utf-8").splitlines() if line.strip()]

@@ -39,8 +39,8 @@ sys.path.insert(0, str(REPO))
 
 from tests.support.planting import DISTRACTOR_KINDS, HARD_KINDS, NEAR_DUP_KINDS, plant  # noqa: E402
 
-from tunegate.engine.contamination import check_contamination  # noqa: E402
-from tunegate.engine.textrows import normalise  # noqa: E402
+from tunegate.checks.contamination import check_contamination  # noqa: E402
+from tunegate.checks.textrows import normalise  # noqa: E402
 
 __all__ = ["main"]
 

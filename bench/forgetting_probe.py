@@ -30,8 +30,8 @@ def measure(candidate: str | None, threads: int, batch_size: int, max_tokens: in
     from tunegate import api
     from tunegate.core.candidate import CandidateSpec, DecodingParams, load_candidate
     from tunegate.core.policy import PROBES_DIR
-    from tunegate.engine.aggregate import aggregate_row
-    from tunegate.engine.forgetting import combine_rows
+    from tunegate.engine.gate.forgetting import combine_rows
+    from tunegate.engine.run.aggregate import aggregate_row
     from tunegate.store.sqlite import Store
 
     spec = load_candidate(candidate) if candidate else CandidateSpec(name="smollm2-default",

@@ -2,7 +2,7 @@
 
 Why: a gate that BLOCKs a candidate identical to production 10% of the time gets switched off;
 one that PROMOTEs a candidate that is no better 10% of the time is worse than none. The nominal
-rate is alpha = 5% for both. We simulate (``tunegate.engine.simulate``) runs whose truth we know:
+rate is alpha = 5% for both. We simulate (``tunegate.engine.stats.simulate``) runs whose truth we know:
 
 * A/A: the candidate *is* the baseline, re-sampled (temperature > 0): every BLOCK is false, and with
   an ``improve`` headline every PROMOTE is false. Binary and continuous metrics, 5 cohorts, the
@@ -30,9 +30,9 @@ from rich.console import Console
 from rich.table import Table
 
 from tunegate.core.policy import GatePolicy
-from tunegate.engine.gate import gate_arrays
-from tunegate.engine.simulate import MetricSpec, simulate_pair
-from tunegate.engine.stats import clopper_pearson
+from tunegate.engine.gate.decide import gate_arrays
+from tunegate.engine.stats.inference import clopper_pearson
+from tunegate.engine.stats.simulate import MetricSpec, simulate_pair
 
 __all__ = ["EXAMPLE_POLICY", "Scenario", "main", "run_scenario"]
 

@@ -5,7 +5,7 @@ resamples: 252 cells (12 evaluators x (overall + 20 cohorts)).
 
 * **tunegate**: the whole gate, ``compare_arrays`` (CIs, McNemar/Wilcoxon per cell, Holm, cross-cohort
   variance) + ``decide`` (a policy with a headline, 11 guards, per-cohort rules, the variance limit
-  and the error budget). One shared Poisson-bootstrap weight matrix; see tunegate.engine.bootstrap.
+  and the error budget). One shared Poisson-bootstrap weight matrix; see tunegate.engine.stats.bootstrap.
 * **naive scipy**: ``scipy.stats.bootstrap`` on each cell's paired deltas, 2,000 resamples, percentile
   method (like for like) and its default BCa. It is too slow to run on all 252 cells in a bench, so
   it is timed on a subset (overall and cohort cells separately) and extrapolated linearly by cell
@@ -30,8 +30,8 @@ from rich.table import Table
 from scipy import stats
 
 from tunegate.core.policy import GatePolicy
-from tunegate.engine.compare import ComparisonInput, MetricInput, compare_arrays
-from tunegate.engine.gate import decide
+from tunegate.engine.gate.decide import decide
+from tunegate.engine.stats.compare import ComparisonInput, MetricInput, compare_arrays
 
 __all__ = ["build_input", "main"]
 

@@ -55,9 +55,9 @@ from prompt_opt_tasks import TASKS, BenchTask, build_task
 from tunegate.backends.base import Backend, GenerationRequest, GenerationResult
 from tunegate.core.candidate import CandidateSpec, DecodingParams
 from tunegate.core.prompt import PromptTemplate
-from tunegate.engine.factory import make_backend
-from tunegate.engine.plan import plan_run
-from tunegate.engine.runner import execute
+from tunegate.engine.run.executor import execute
+from tunegate.engine.run.factory import make_backend
+from tunegate.engine.run.plan import plan_run
 from tunegate.store.sqlite import Store
 from tunegate.tuning.budget import Budget
 from tunegate.tuning.session import optimize_prompt

@@ -21,11 +21,11 @@ from tunegate.core.example import Split
 from tunegate.core.loading import load_dataset
 from tunegate.core.policy import GatePolicy, load_policy
 from tunegate.core.verdict import Verdict
-from tunegate.engine.factory import install_judge_factory, make_backend
-from tunegate.engine.gating import GateResult, gate_runs
-from tunegate.engine.plan import plan_run
-from tunegate.engine.runner import ProgressHook, RunSummary, execute
-from tunegate.engine.suite import resolve_suite
+from tunegate.engine.gate.runs import GateResult, gate_runs
+from tunegate.engine.run.executor import ProgressHook, RunSummary, execute
+from tunegate.engine.run.factory import install_judge_factory, make_backend
+from tunegate.engine.run.plan import plan_run
+from tunegate.engine.run.suite import resolve_suite
 from tunegate.prompts import PromptRegistry, resolve_candidate
 from tunegate.report.files import write_report
 from tunegate.store.sqlite import Store

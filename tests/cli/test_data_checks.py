@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from tests.engine.test_prefdata import good_rows, pair, write
+from tests.checks.test_preference_file import good_rows, pair, write
 from tunegate.cli.main import main
 
 REPO = Path(__file__).resolve().parents[2]
@@ -111,7 +111,7 @@ def test_check_malformed_exits_2_with_file_line_field(tmp_path: Path, capsys: py
 
 def test_check_classify_uses_the_content_safety_classifier(tmp_path: Path, capsys: pytest.CaptureFixture[str],
                                                            monkeypatch: pytest.MonkeyPatch) -> None:
-    import tunegate.engine.prefchecks as pc
+    import tunegate.checks.preference_qa as pc
 
     monkeypatch.setattr(pc, "content_safety_classifier", lambda: lambda texts: ["UNSAFE" in t for t in texts])
     rows = [{k: v for k, v in pair(i).items() if k != "pair_type"} for i in range(30)]

@@ -20,7 +20,7 @@ from tunegate.evaluators import nli as nli_mod
 from tunegate.evaluators.base import EvalContext
 from tunegate.evaluators.groundedness import Faithfulness, Groundedness, HallucinationScore
 from tunegate.evaluators.nli import DEFAULT_MODEL_DIR, NLIModel, chunk_context, split_claims, split_sentences
-from tunegate.evaluators.nli_calibrate import roc_auc
+from tunegate.evaluators.training.nli_calibrate import roc_auc
 
 #: Measured with the shipped weights on the fixed slices below (see docs/evaluators/groundedness.md);
 #: the tests fail if the model or the claim/window machinery regresses by more than the margin.
@@ -166,7 +166,7 @@ def test_batch_api_loads_the_model_once_and_batches(monkeypatch: pytest.MonkeyPa
 def _summedits_slice() -> list[dict[str, Any]]:
     """30 consistent + 30 inconsistent test-document rows of the three short-document domains
     (fixed by sha256 of the id), never the calibration documents."""
-    from tunegate.evaluators.nli_calibrate import load_summedits
+    from tunegate.evaluators.training.nli_calibrate import load_summedits
 
     rows = load_summedits(shared_dataset("summedits") / "data.jsonl", "test")
     rows = [r for r in rows if r["domain"] in ("samsum", "ectsum", "scitldr")]
@@ -186,7 +186,7 @@ def test_summedits_slice_auc_above_floor() -> None:
 @pytest.mark.slow
 def test_nli_heldout_slice_above_floor() -> None:
     """200 held-out SNLI/MNLI pairs (premise-hash split of nli_train, never trained on)."""
-    from tunegate.evaluators.nli_train import load_pairs
+    from tunegate.evaluators.training.nli_train import load_pairs
 
     _, held, _ = load_pairs(shared_dataset("nli"), 5)
     rows = sorted((r for r in held if r["set"] in ("snli_dev_test_esnli", "mnli_taxinli")),

@@ -15,7 +15,7 @@ from tests.fakes import FakeBackend
 from tunegate.backends.base import GenerationRequest
 from tunegate.core import CandidateSpec, Dataset, Example, PromptTemplate
 from tunegate.core.prompt import FewShot
-from tunegate.engine.plan import plan_run
+from tunegate.engine.run.plan import plan_run
 from tunegate.errors import UserError
 from tunegate.evaluators.registry import load_suite
 from tunegate.prompts import PromptRegistry, apply_version, parse_ref, resolve_candidate

@@ -58,8 +58,8 @@ def contamination_command(train: str, evals: tuple[str, ...], ngram: int, min_ng
     tunegate data contamination tuning.jsonl golden.jsonl gsm8k_test.jsonl
     tunegate data contamination examples/support/dataset.jsonl examples/support/dataset.jsonl --split train
     """
-    from tunegate.engine.contamination import check_contamination
-    from tunegate.engine.textrows import load_text_rows
+    from tunegate.checks.contamination import check_contamination
+    from tunegate.checks.textrows import load_text_rows
 
     field_list = _csv(fields, "fields") or []
     method_list = _csv(methods, "methods") or []
@@ -160,8 +160,8 @@ def check_command(path: str, min_kappa: float, min_shared: int, require_reviews:
 
     Format and checks: docs/data-checks.md. Malformed rows exit 2 with file:line:field.
     """
-    from tunegate.engine.prefchecks import PrefThresholds, check_preferences, content_safety_classifier
-    from tunegate.engine.prefdata import load_preferences
+    from tunegate.checks.preference_file import load_preferences
+    from tunegate.checks.preference_qa import PrefThresholds, check_preferences, content_safety_classifier
 
     thresholds = PrefThresholds(min_kappa=min_kappa, min_shared=min_shared, require_reviews=require_reviews,
                                 min_sources=min_sources, max_source_share=max_source_share,

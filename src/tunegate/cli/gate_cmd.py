@@ -22,7 +22,7 @@ __all__ = ["register"]
 def compare_command(obj: common.Context, baseline_run: str, candidate_run: str, correction: str, resamples: int,
                     seed: int, as_json: bool) -> int:
     """Paired per-row statistics of CANDIDATE_RUN against BASELINE_RUN (no policy, no verdict)."""
-    from tunegate.engine.gating import compare_runs
+    from tunegate.engine.gate.runs import compare_runs
 
     with obj.store() as store:
         paired, comp = compare_runs(store, baseline_run, candidate_run, n_resamples=resamples, seed=seed,
@@ -84,8 +84,8 @@ def gate_command(obj: common.Context, baseline: str | None, candidate: str | Non
         ds = load_dataset(dataset_path)
         base_c, cand_c = load_candidate(baseline_candidate), load_candidate(candidate)
         base_c, cand_c = resolve_candidates(obj, base_c, cand_c)  # prompt: name@label → registry content
-        from tunegate.engine.plan import plan_run
-        from tunegate.engine.suite import resolve_suite
+        from tunegate.engine.run.plan import plan_run
+        from tunegate.engine.run.suite import resolve_suite
 
         evs = evaluators if evaluators is not None else \
             list(dict.fromkeys(policy.gated_evaluators() + policy.cohort_evaluators()))

@@ -6,8 +6,8 @@ from rich.console import Console
 from rich.panel import Panel
 from rich.table import Table
 
-from tunegate.engine.comparison import OVERALL, Comparison
-from tunegate.engine.gating import GateResult
+from tunegate.engine.gate.runs import GateResult
+from tunegate.engine.stats.results import OVERALL, Comparison
 
 __all__ = ["print_comparison", "print_verdict"]
 

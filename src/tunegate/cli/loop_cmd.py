@@ -83,8 +83,8 @@ def _f(x: float | None) -> str:
 def _tune_prompt(cfg: Any, ds: Any, seed: Any, policy: Any, out: Path, obj: common.Context, r: int,
                  gate_evs: list[str]) -> Any:
     from tunegate.backends.models import resolve_model
-    from tunegate.engine.factory import make_backend
-    from tunegate.engine.suite import resolve_suite
+    from tunegate.engine.run.factory import make_backend
+    from tunegate.engine.run.suite import resolve_suite
     from tunegate.tuning.budget import Budget
     from tunegate.tuning.loop import TuneStep
     from tunegate.tuning.objective import Objective

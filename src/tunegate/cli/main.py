@@ -55,7 +55,7 @@ _register()
 
 def main(argv: list[str] | None = None) -> int:
     """Run the CLI and map errors to exit codes. Returns the code (also used by tests)."""
-    from tunegate.engine.factory import install_judge_factory
+    from tunegate.engine.run.factory import install_judge_factory
 
     install_judge_factory()
     try:

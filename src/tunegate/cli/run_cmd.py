@@ -14,10 +14,10 @@ from tunegate.core.dataset import DEFAULT_SPLIT_RATIOS, SplitRatios
 from tunegate.core.hashing import short
 from tunegate.core.loading import load_dataset
 from tunegate.core.outputs import load_outputs
-from tunegate.engine.factory import make_backend
-from tunegate.engine.plan import plan_run
-from tunegate.engine.runner import RunSummary, execute
-from tunegate.engine.suite import resolve_suite
+from tunegate.engine.run.executor import RunSummary, execute
+from tunegate.engine.run.factory import make_backend
+from tunegate.engine.run.plan import plan_run
+from tunegate.engine.run.suite import resolve_suite
 from tunegate.errors import UserError
 
 __all__ = ["print_summary", "register"]

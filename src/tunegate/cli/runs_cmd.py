@@ -9,7 +9,7 @@ from rich.table import Table
 
 from tunegate.cli import common
 from tunegate.core.hashing import short
-from tunegate.engine.aggregate import aggregate_row, summarise
+from tunegate.engine.run.aggregate import aggregate_row, summarise
 
 __all__ = ["register"]
 

@@ -130,7 +130,7 @@ def plan_tune(*, method: str, dataset_path: str | Path, candidate_path: str | Pa
     from tunegate.core.candidate import DecodingParams, load_candidate
     from tunegate.core.loading import load_dataset
     from tunegate.core.policy import load_policy
-    from tunegate.engine.suite import resolve_suite
+    from tunegate.engine.run.suite import resolve_suite
     from tunegate.tuning.base import load_optimizer
     from tunegate.tuning.budget import Budget
     from tunegate.tuning.objective import Objective
@@ -215,7 +215,7 @@ def _resolve(seed: Any, store: Any) -> Any:
 def _optimise(store: Any, ds: Any, seed: Any, suite: Any, objective: Any, method: str, budget: Any,
               reflection: Any, refl_params: Any, settings: dict[str, Any], random_seed: int) -> Any:
     from tunegate.backends.models import resolve_model
-    from tunegate.engine.factory import make_backend
+    from tunegate.engine.run.factory import make_backend
     from tunegate.tuning.session import optimize_prompt
 
     if seed.backend == "local":

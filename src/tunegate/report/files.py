@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from tunegate.engine.gating import GateResult, row_diffs
+from tunegate.engine.gate.runs import GateResult, row_diffs
 from tunegate.report.junit import render_junit
 from tunegate.report.markdown import render_markdown
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import xml.etree.ElementTree as ET
 
-from tunegate.engine.gating import GateResult
+from tunegate.engine.gate.runs import GateResult
 from tunegate.report.forgetting_md import forgetting_junit
 
 __all__ = ["render_junit"]

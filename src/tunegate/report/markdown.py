@@ -8,8 +8,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from tunegate.engine.comparison import OVERALL
-from tunegate.engine.gating import GateResult
+from tunegate.engine.gate.runs import GateResult
+from tunegate.engine.stats.results import OVERALL
 from tunegate.report.contamination_md import contamination_section
 from tunegate.report.forgetting_md import forgetting_section
 

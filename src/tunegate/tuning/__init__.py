@@ -1,7 +1,7 @@
 """Tuning: prompt optimizers (GEPA, ProTeGi, PromptWizard) over one protocol, and weight tuning.
 
 Everything here *proposes* candidates; nothing here decides. Every tuned candidate goes through
-the same gate as a hand-written one (see :mod:`tunegate.engine.gating`).
+the same gate as a hand-written one (see :mod:`tunegate.engine.gate.runs`).
 """
 
 from tunegate.tuning.base import OPTIMIZERS, Optimizer, TuneContext, load_optimizer, with_instruction

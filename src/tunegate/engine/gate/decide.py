@@ -1,0 +1,396 @@
+"""The gate: a policy applied to a comparison gives PROMOTE, BLOCK or INCONCLUSIVE.
+
+Decision logic (calibration argument in docs/decisions/0002-gate-statistics.md):
+
+* A rule **passes** when the (1 - alpha) CI of its measure lies wholly on the good side of the
+  threshold (``ci_low > -margin``, ``ci_low >= min`` for floors), and, for pass/fail data at a zero
+  threshold, the exact one-sided McNemar test agrees at alpha/2. PROMOTE needs *every* rule to pass:
+  an intersection-union test, so each rule at its own level bounds false PROMOTE by alpha/2 with no
+  multiplicity correction.
+* A rule **fails** when a one-sided test of "the rule holds" (t approximation with the bootstrap
+  standard error, floored by the zero-event bound; maxed with the exact McNemar/binomial p where
+  that test exists) is rejected after a weighted Holm (or BH) correction over every fail test of the
+  verdict, at level alpha. BLOCK needs *one* failure, so the correction is what bounds false BLOCK
+  (A/A) at alpha however many evaluators x cohorts are gated. Overall rules share (1 - alpha_share)
+  of the budget and per-cohort rules alpha_share, so the main guards keep most of their power.
+* Otherwise the rule is **undecided**, with an estimate of the pairs needed to decide it. The error
+  budget is a count, not a test: exceeding it blocks.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Literal
+
+from tunegate.core.policy import GatePolicy, Rule
+from tunegate.core.verdict import Decision, RuleResult, Verdict
+from tunegate.engine.stats.compare import ComparisonInput, compare_arrays
+from tunegate.engine.stats.inference import (
+    _special,
+    adjust,
+    mcnemar_exact,
+    one_sided_p,
+    rows_needed,
+    z_quantile,
+    zero_event_halfwidth,
+)
+from tunegate.engine.stats.results import OVERALL, Cell, Comparison
+from tunegate.errors import UserError
+
+__all__ = ["ExternalRule", "decide", "gate_arrays"]
+
+#: Reasons list at most this many failing (or undecided) checks; every check is still in ``rules``.
+_MAX_LISTED = 8
+
+
+@dataclass
+class _Check:
+    """One statistical check before and after the decision."""
+
+    name: str
+    rule: str
+    evaluator: str
+    cohort: str
+    measure: str
+    direction: Literal["min", "max"]  # min: the measure must exceed the threshold; max: stay below it
+    threshold: float
+    margin: float | None
+    strict: bool
+    family: Literal["overall", "cohort"]
+    estimate: float | None = None
+    ci_low: float | None = None
+    ci_high: float | None = None
+    se: float | None = None
+    df: int | None = None
+    n: int = 0
+    exact_fail: float | None = None
+    exact_pass_ok: bool = True
+    se_floor: float = 0.0
+    status: str = "undecided"
+    note: str = ""
+    pass_ok: bool = False
+    p_fail: float | None = None
+    p_adj: float | None = None
+    weight: float = 0.0
+    rows_needed: int | None = None
+
+    @property
+    def tested(self) -> bool:
+        return self.p_fail is not None
+
+
+@dataclass(frozen=True)
+class ExternalRule:
+    """A rule judged on a cell of *another* comparison (e.g. the forgetting probe's runs).
+
+    It is tested exactly like an overall guard and enters the same multiplicity family, so adding
+    it keeps the verdict's false-BLOCK bound. ``cell`` None means the rule could not be evaluated;
+    ``note`` says why, and the rule is undecided (never a silent pass).
+    """
+
+    name: str
+    rule: Rule
+    cell: Cell | None
+    note: str = ""
+    #: A per-cohort rule of the other comparison: below this many pairs it is listed, not gated.
+    min_rows: int | None = None
+
+
+def _external_check(x: ExternalRule, policy: GatePolicy) -> _Check:
+    if x.cell is None:
+        return _Check(name=x.name, rule=x.rule.rule, evaluator=x.rule.evaluator, cohort=OVERALL, measure="delta",
+                      direction="min", threshold=x.rule.threshold, margin=x.rule.margin, strict=True,
+                      family="overall", note=x.note or "not evaluable")
+    # one family with the overall rules (a cohort family would take the policy's cohort alpha share)
+    c = _cell_check(x.name, x.rule.rule, x.rule.threshold, x.rule.margin, x.cell, "overall", policy.alpha)
+    c.evaluator = x.rule.evaluator  # the rule's name for the measure, not the other comparison's
+    if x.min_rows is not None:
+        if x.cell.n_pairs < x.min_rows:
+            c.status = "skipped"
+            c.note = f"{x.cell.n_pairs} pairs < min_rows {x.min_rows}: not gated"
+        return c
+    if x.cell.n_pairs < policy.min_rows:
+        c.note = f"only {x.cell.n_pairs} pairs, fewer than min_rows {policy.min_rows}"
+        c.rows_needed = policy.min_rows
+    return c
+
+
+def _fmt(x: float | None, signed: bool = True) -> str:
+    if x is None:
+        return "n/a"
+    return f"{x:+.3f}" if signed else f"{x:.3f}"
+
+
+def _cell_check(name: str, kind: str, threshold: float, margin: float | None, cell: Cell,
+                family: Literal["overall", "cohort"], alpha: float) -> _Check:
+    floor = kind == "floor"
+    c = _Check(name=name, rule=kind, evaluator=cell.evaluator, cohort=cell.cohort,
+               measure="candidate_mean" if floor else "delta", direction="min", threshold=threshold,
+               margin=margin, strict=not floor, family=family, n=cell.n_pairs, df=cell.df)
+    c.estimate = cell.cand_mean if floor else cell.delta
+    c.ci_low, c.ci_high = (cell.cand_ci_low, cell.cand_ci_high) if floor else (cell.ci_low, cell.ci_high)
+    c.se = cell.cand_se if floor else cell.se
+    if cell.n_pairs:
+        c.se_floor = zero_event_halfwidth(cell.n_pairs, alpha) / z_quantile(1 - alpha / 2)
+    if cell.test == "mcnemar" and cell.n_pairs and cell.cand_mean is not None:
+        if floor:  # exact binomial: P(X <= k | p = min)
+            c.exact_fail = float(_special().bdtr(round(cell.cand_mean * cell.n_pairs), cell.n_pairs, threshold))
+        elif threshold == 0.0:
+            up, down = cell.flipped_up or 0, cell.flipped_down or 0
+            c.exact_fail = mcnemar_exact(up, down, alternative="less")
+            c.exact_pass_ok = mcnemar_exact(up, down, alternative="greater") <= alpha / 2
+    return c
+
+
+def _rule_checks(policy: GatePolicy, comp: Comparison) -> list[_Check]:
+    checks: list[_Check] = []
+    named: list[tuple[str, str, Rule]] = []
+    if policy.headline is not None:
+        named.append(("headline", "headline", policy.headline))
+    named += [(f"guard {i + 1}", f"guards[{i}]", g) for i, g in enumerate(policy.guards)]
+    for name, field, r in named:
+        ev = comp.evaluator(r.evaluator)
+        if ev is None:
+            raise UserError(f"evaluator {r.evaluator!r} is not in the comparison (has: "
+                            f"{', '.join(e.evaluator for e in comp.evaluators) or 'none'})",
+                            file=policy.source, field=f"{field}.evaluator")
+        cell = ev.cell(OVERALL)
+        assert cell is not None
+        c = _cell_check(name, r.rule, r.threshold, r.margin, cell, "overall", policy.alpha)
+        if cell.n_pairs < policy.min_rows:
+            c.note = f"only {cell.n_pairs} pairs, fewer than min_rows {policy.min_rows}"
+            c.rows_needed = policy.min_rows
+        checks.append(c)
+    cohort_evs = policy.cohort_evaluators()
+    for name in cohort_evs:
+        if comp.evaluator(name) is None:
+            raise UserError(f"evaluator {name!r} is not in the comparison", file=policy.source,
+                            field="cohorts.evaluators")
+    if policy.max_cohort_variance_increase is not None:
+        limit = policy.max_cohort_variance_increase
+        for name in cohort_evs:
+            ev = comp.evaluator(name)
+            assert ev is not None
+            c = _Check(name="cohort_variance", rule="cohort_variance", evaluator=name, cohort=OVERALL,
+                       measure="variance_increase", direction="max", threshold=limit, margin=None,
+                       strict=False, family="overall", estimate=ev.variance_increase,
+                       ci_low=ev.variance_ci_low, ci_high=ev.variance_ci_high, se=ev.variance_se,
+                       n=ev.n_pairs)
+            if ev.variance_increase is None:
+                c.status = "skipped"
+                c.note = f"fewer than 2 cohorts with >= {comp.min_cohort_rows} pairs"
+            checks.append(c)
+    if policy.cohorts is not None:
+        cr = policy.cohorts
+        for name in cohort_evs:
+            ev = comp.evaluator(name)
+            assert ev is not None
+            for cell in ev.cells:
+                if cell.cohort == OVERALL:
+                    continue
+                c = _cell_check(f"cohort {cell.cohort}", cr.rule, cr.threshold, cr.margin, cell, "cohort",
+                                policy.alpha)
+                if cell.n_pairs < cr.min_rows:
+                    c.status = "skipped"
+                    c.note = f"{cell.n_pairs} pairs < min_rows {cr.min_rows}: not gated"
+                checks.append(c)
+    return checks
+
+
+def _test(c: _Check) -> None:
+    """Pass criterion and one-sided fail p-value of a check that has enough data."""
+    if c.status == "skipped" or c.note or c.estimate is None or c.se is None:
+        return
+    if c.direction == "min":
+        lo = c.ci_low if c.ci_low is not None else -math.inf
+        c.pass_ok = (lo > c.threshold if c.strict else lo >= c.threshold) and c.exact_pass_ok
+    else:
+        c.pass_ok = c.ci_high is not None and c.ci_high <= c.threshold
+    se = max(c.se, c.se_floor)
+    p = one_sided_p(c.estimate, c.threshold, se, c.df, "below" if c.direction == "min" else "above")
+    c.p_fail = max(p, c.exact_fail) if c.exact_fail is not None else p
+
+
+def _needed(c: _Check, alpha: float) -> int | None:
+    """About how many pairs would decide an undecided check, at its observed effect and variance."""
+    if c.estimate is None or c.se is None or c.n <= 0:
+        return c.rows_needed
+    se = max(c.se, c.se_floor)
+    sd = se * math.sqrt(c.n)
+    gap = c.estimate - c.threshold
+    good = gap > 0 if c.direction == "min" else gap < 0
+    if abs(gap) < 1e-12:
+        return c.rows_needed
+    level = alpha / 2 if good else alpha * max(c.weight, 1e-12)
+    n = rows_needed(c.estimate, sd, c.threshold, alpha=level)
+    if n is None:
+        return c.rows_needed
+    if c.measure != "variance_increase" and abs(gap) < 1:  # the zero-event floor must also clear the gap
+        n = max(n, math.ceil(math.log(alpha / 2) / math.log1p(-abs(gap))))
+    return max(n, c.n + 1, c.rows_needed or 0)
+
+
+def _evidence(c: _Check, alpha: float, correction: str) -> str:
+    what = {"delta": "delta", "candidate_mean": "candidate mean",
+            "variance_increase": "cohort-variance increase"}[c.measure]
+    signed = c.measure != "candidate_mean"
+    head = f"{what} {_fmt(c.estimate, signed)}"
+    if c.ci_low is not None and c.ci_high is not None:
+        head += f" [{1 - alpha:.0%} CI {_fmt(c.ci_low, signed)}, {_fmt(c.ci_high, signed)}]"
+    head += f" vs {_fmt(c.threshold, signed)}, n={c.n}"
+    if c.status == "skipped":
+        return f"{head}: {c.note}" if c.estimate is not None else c.note
+    if c.note:
+        return (f"{head}: {c.note}" if c.estimate is not None else c.note) + _need_text(c)
+    if c.status == "pass":
+        side = "above" if c.direction == "min" else "below"
+        return f"{head}: CI wholly {side} the threshold"
+    if c.status == "fail":
+        return (f"{head}: violated with confidence (one-sided p={c.p_fail:.2g}, "
+                f"{correction}-adjusted {c.p_adj:.2g} <= {alpha:g})")
+    return f"{head}: CI straddles the threshold{_need_text(c)}"
+
+
+def _need_text(c: _Check) -> str:
+    if c.n == 0 or c.estimate is None:
+        return f"; at least {c.rows_needed:,} pairs are needed" if c.rows_needed else ""
+    if not c.rows_needed:
+        return "; the observed effect sits on the threshold, so more pairs alone will not decide it"
+    gap = (c.estimate or 0.0) - c.threshold
+    good = gap > 0 if c.direction == "min" else gap < 0
+    where = " in this cohort" if c.cohort != OVERALL else ""
+    return (f"; about {c.rows_needed:,} pairs{where} would show it {'passes' if good else 'fails'} "
+            "at this effect and variance")
+
+
+def _label(c: _Check) -> str:
+    where = "" if c.cohort == OVERALL else f" in cohort {c.cohort!r}"
+    if c.rule == "cohort_variance":
+        return f"cohort variance of {c.evaluator}"
+    return f"{c.name} ({c.evaluator} {c.rule}){where}" if c.family == "overall" else \
+        f"{c.evaluator} {c.rule}{where}"
+
+
+def decide(comparison: Comparison, policy: GatePolicy, *, external: Sequence[ExternalRule] = ()) -> Verdict:
+    """Apply ``policy`` to ``comparison`` (plus ``external`` rules); see the module docstring."""
+    alpha = policy.alpha
+    if not math.isclose(comparison.alpha, alpha):
+        raise UserError(f"the comparison was computed at alpha={comparison.alpha:g} but the policy says "
+                        f"{alpha:g}; recompute with compare_arrays(..., **policy.compare_options())",
+                        file=policy.source, field="alpha")
+    uses_cohorts = policy.cohorts is not None or policy.max_cohort_variance_increase is not None
+    if uses_cohorts and comparison.min_cohort_rows != policy.min_cohort_rows:
+        raise UserError(f"the comparison used min_cohort_rows={comparison.min_cohort_rows}, the policy "
+                        f"{policy.min_cohort_rows}; recompute with policy.compare_options()",
+                        file=policy.source, field="cohorts.min_rows")
+    checks = _rule_checks(policy, comparison) + [_external_check(x, policy) for x in external]
+    for c in checks:
+        _test(c)
+    tested = [c for c in checks if c.tested]
+    share = policy.cohorts.alpha_share if policy.cohorts is not None else 0.0
+    n_over = sum(c.family == "overall" for c in tested)
+    n_coh = len(tested) - n_over
+    for c in tested:
+        fam_share = (1 - share if n_coh else 1.0) if c.family == "overall" else (share if n_over else 1.0)
+        c.weight = fam_share / (n_over if c.family == "overall" else n_coh)
+    if tested:
+        adj = adjust([c.p_fail for c in tested], policy.correction, [c.weight for c in tested])
+        for c, a in zip(tested, adj, strict=True):
+            c.p_adj = float(a)
+    for c in checks:
+        if c.status == "skipped":
+            continue
+        if c.p_adj is not None and c.p_adj <= alpha:
+            c.status = "fail"
+        elif c.tested and c.pass_ok:
+            c.status = "pass"
+        else:
+            c.status = "undecided"
+            c.rows_needed = _needed(c, alpha)
+    results = [RuleResult(name=c.name, rule=c.rule, evaluator=c.evaluator, cohort=c.cohort, status=c.status,
+                          evidence=_evidence(c, alpha, policy.correction), measure=c.measure,
+                          estimate=c.estimate, ci_low=c.ci_low, ci_high=c.ci_high, threshold=c.threshold,
+                          margin=c.margin, p_fail=c.p_fail, p_adjusted=c.p_adj, n=c.n,
+                          rows_needed=c.rows_needed if c.status == "undecided" else None)
+               for c in checks]
+    budget = _error_budget(comparison, policy)
+    if budget is not None:
+        results.insert(0, budget)
+    decision, reasons = _summarise(checks, budget, len(tested), policy)
+    return Verdict(decision=decision, rules=results, reasons=reasons, policy_name=policy.name,
+                   policy_version=policy.version, policy_hash=policy.hash, alpha=alpha,
+                   correction=policy.correction)
+
+
+def _error_budget(comp: Comparison, policy: GatePolicy) -> RuleResult | None:
+    """Rows errored or missing on either side of any gated evaluator, against the budget."""
+    if policy.error_budget is None:
+        return None
+    names = list(dict.fromkeys(policy.gated_evaluators() + policy.cohort_evaluators()))
+    bad: set[str] = set()
+    cand_bad: set[str] = set()
+    base_bad: set[str] = set()
+    for name in names:
+        ev = comp.evaluator(name)
+        if ev is None:
+            continue
+        unpaired = ev.unpaired()
+        bad |= unpaired
+        cand_bad |= unpaired & (set(ev.cand.errored) | set(ev.cand.missing) | set(ev.cand.skipped))
+        base_bad |= unpaired & (set(ev.base.errored) | set(ev.base.missing) | set(ev.base.skipped))
+    n = max(comp.n_rows, 1)
+    rate = len(bad) / n
+    ok = rate <= policy.error_budget
+    evidence = (f"{len(bad)} of {comp.n_rows} rows ({rate:.1%}) errored, missing or one-sided on a gated "
+                f"evaluator (candidate side {len(cand_bad)}, baseline side {len(base_bad)}); "
+                f"budget {policy.error_budget:.1%}")
+    return RuleResult(name="error_budget", rule="error_budget", status="pass" if ok else "fail",
+                      evidence=evidence, measure="error_rate", estimate=rate, threshold=policy.error_budget,
+                      n=comp.n_rows)
+
+
+def _summarise(checks: list[_Check], budget: RuleResult | None, n_tests: int, policy: GatePolicy
+               ) -> tuple[Decision, list[str]]:
+    alpha = policy.alpha
+    fails = [c for c in checks if c.status == "fail"]
+    fails.sort(key=lambda c: (c.family != "overall", c.p_adj if c.p_adj is not None else 1.0))
+    undecided = [c for c in checks if c.status == "undecided"]
+    undecided.sort(key=lambda c: (c.family != "overall", c.rows_needed or math.inf))
+    reasons: list[str] = []
+    budget_failed = budget is not None and budget.status == "fail"
+    if budget_failed and budget is not None:
+        reasons.append(f"Error budget exceeded: {budget.evidence}.")
+    for c in fails[:_MAX_LISTED]:
+        reasons.append(f"{_label(c)} fails: {_evidence(c, alpha, policy.correction)}.")
+    if len(fails) > _MAX_LISTED:
+        reasons.append(f"... and {len(fails) - _MAX_LISTED} more failing check(s) (see rules).")
+    if budget_failed or fails:
+        decision: Decision = "BLOCK"
+    elif undecided:
+        decision = "INCONCLUSIVE"
+        for c in undecided[:_MAX_LISTED]:
+            reasons.append(f"{_label(c)} is undecided: {_evidence(c, alpha, policy.correction)}.")
+        if len(undecided) > _MAX_LISTED:
+            reasons.append(f"... and {len(undecided) - _MAX_LISTED} more undecided check(s) (see rules).")
+    else:
+        decision = "PROMOTE"
+        passed = [c for c in checks if c.status == "pass"]
+        reasons.append(f"All {len(passed)} rule checks pass with confidence"
+                       + (" and errors are within budget." if budget is not None else "."))
+    if decision == "BLOCK" and undecided:
+        reasons.append(f"{len(undecided)} other rule check(s) undecided.")
+    skipped = [c for c in checks if c.status == "skipped"]
+    if skipped:
+        reasons.append(f"{len(skipped)} check(s) skipped (not applicable, e.g. cohorts below min_rows).")
+    reasons.append(f"Pass: each rule's {1 - alpha:.0%} CI clears its threshold (no correction needed: every "
+                   f"rule must pass). Fail: one-sided tests, {policy.correction}-corrected across {n_tests} "
+                   f"test(s) at alpha={alpha:g}.")
+    return decision, reasons
+
+
+def gate_arrays(inp: ComparisonInput, policy: GatePolicy) -> tuple[Comparison, Verdict]:
+    """Compare with the policy's statistical settings, then decide."""
+    comparison = compare_arrays(inp, **policy.compare_options())
+    return comparison, decide(comparison, policy)

@@ -1,4 +1,4 @@
-"""Write the report folder: summary.md, junit.xml, verdict.json, rows.jsonl."""
+"""Write the report folder: summary.md, junit.xml, verdict.json, rows.jsonl, report.html."""
 
 from __future__ import annotations
 
@@ -13,17 +13,29 @@ __all__ = ["write_report"]
 
 
 def write_report(res: GateResult, folder: str | Path) -> dict[str, Path]:
-    """Write every report file into ``folder`` (created); returns name → path."""
+    """Write every report file into ``folder`` (created); returns name → path.
+
+    ``report.html`` is the self-contained page (tunegate.report.html); it picks up tuning
+    artifacts (history.json, an adapter manifest) found in ``folder`` or its parent.
+    """
+    from tunegate.report.html import render_report_html, report_context
+    from tunegate.report.html_tuning import find_artifacts
+
     out = Path(folder)
     out.mkdir(parents=True, exist_ok=True)
     rows = row_diffs(res.paired)
     paths = {"summary.md": out / "summary.md", "junit.xml": out / "junit.xml",
-             "verdict.json": out / "verdict.json", "rows.jsonl": out / "rows.jsonl"}
+             "verdict.json": out / "verdict.json", "rows.jsonl": out / "rows.jsonl",
+             "report.html": out / "report.html"}
+    verdict = res.to_dict()
     paths["summary.md"].write_text(render_markdown(res, rows), encoding="utf-8")
     paths["junit.xml"].write_text(render_junit(res), encoding="utf-8")
-    paths["verdict.json"].write_text(json.dumps(res.to_dict(), indent=2, ensure_ascii=False, default=str) + "\n",
+    paths["verdict.json"].write_text(json.dumps(verdict, indent=2, ensure_ascii=False, default=str) + "\n",
                                      encoding="utf-8")
     with paths["rows.jsonl"].open("w", encoding="utf-8") as fh:
         for r in rows:
             fh.write(json.dumps(r, ensure_ascii=False, default=str) + "\n")
+    verdict = json.loads(json.dumps(verdict, default=str))  # exactly what verdict.json says
+    html = render_report_html(verdict, rows, context=report_context(res.paired), artifacts=find_artifacts(out))
+    paths["report.html"].write_text(html, encoding="utf-8")
     return paths

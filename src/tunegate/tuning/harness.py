@@ -1,7 +1,9 @@
-"""Scores a prompt on rows: render → generate (through the cache) → evaluate → objective per row.
+"""Scores a prompt on rows for an optimizer: the engine's executor, plus what only tuning needs.
 
-This is the only way an optimizer touches the task model, so three promises are kept here rather
-than in each optimizer: rows outside the optimizer's splits (the **test** rows that later gate the
+Rows are rendered, generated (through the cache) and evaluated by the engine's one row executor
+(:func:`tunegate.engine.run.score_rows`), exactly as in a stored run. This is the only way an
+optimizer touches the task model, so three tuning promises are kept here rather than in each
+optimizer: rows outside the optimizer's splits (the **test** rows that later gate the
 result) are refused; the metric-call budget is checked before generation and charged only for
 rows that were not in the cache; and every scored row carries the evaluators' textual feedback
 (what reflective optimizers learn from).
@@ -21,10 +23,10 @@ from tunegate.core.candidate import CandidateSpec
 from tunegate.core.dataset import Dataset
 from tunegate.core.example import Example, Message
 from tunegate.core.prompt import PromptTemplate
-from tunegate.core.request import GenerationRequest
 from tunegate.core.result import EvalResult, ModelOutput
-from tunegate.errors import BackendError, UserError
-from tunegate.evaluators.base import EvalContext, Evaluator
+from tunegate.engine.run.rows import ScoredRow, requests_for, score_rows
+from tunegate.errors import UserError
+from tunegate.evaluators.base import Evaluator
 from tunegate.tuning.budget import BudgetMeter
 from tunegate.tuning.objective import Objective
 
@@ -160,14 +162,13 @@ class TaskHarness:
                 errs.append(f"row {ex.id}: no value for {miss}")
         return errs
 
-    def _requests(self, prompt: PromptTemplate, ex: Example) -> list[GenerationRequest]:
-        params = self.seed.params
-        tools = tuple(ex.tools) if (self.seed.tools and ex.tools) else None
-        msgs = tuple(prompt.render(ex))
-        return [GenerationRequest(msgs, params, tools, i) for i in range(params.n)]
-
     async def evaluate(self, prompt: PromptTemplate, rows: Sequence[Example]) -> EvalBatch:
-        """Score ``prompt`` on ``rows``; raises BudgetExhausted before generating what it cannot pay."""
+        """Score ``prompt`` on ``rows``; raises BudgetExhausted before generating what it cannot pay.
+
+        Rows are scored by the engine's executor (:func:`tunegate.engine.run.score_rows`): the same
+        cache, batching and error statuses as a stored run. What is added here is tuning's own:
+        the split guard, the budget, and the objective per row.
+        """
         for ex in rows:
             split = self.dataset.split_of(ex)
             if split not in self.allowed:
@@ -176,68 +177,37 @@ class TaskHarness:
         errs = self.compile_errors(prompt, rows)
         if errs:
             raise UserError(f"prompt does not compile: {errs[0]}", field="prompt")
-        reqs = [self._requests(prompt, ex) for ex in rows]
+        cand = self.candidate(prompt)
         ident = self.backend.identity()
-        uncached = sum(1 for rs in reqs if any(self.cache.cache_get(cache_key(ident, r)) is None for r in rs))
+        uncached = sum(1 for ex in rows
+                       if any(self.cache.cache_get(cache_key(ident, r)) is None for r in requests_for(cand, ex)))
         self.meter.require(uncached)
-        flat = [r for rs in reqs for r in rs]
-        results: list[ModelOutput | BackendError] = []
-        step = max(1, self.backend.max_batch)
-        for k in range(0, len(flat), step):
-            results.extend(await self.backend.generate(flat[k:k + step]))
+        scored = await score_rows(rows, self.evaluators, candidate=cand, backend=self.backend)
         self.rows_seen.update(ex.id for ex in rows)
-        return self._score(prompt, rows, reqs, results, uncached)
+        return self._batch(scored, uncached)
 
-    def _score(self, prompt: PromptTemplate, rows: Sequence[Example], reqs: list[list[GenerationRequest]],
-               results: list[ModelOutput | BackendError], uncached: int) -> EvalBatch:
-        cand = self.candidate(prompt).identity()
-        ctxs: list[EvalContext] = []
-        where: list[tuple[int, int]] = []
-        per_row: list[list[ModelOutput | None]] = []
-        gen_err: list[str | None] = []
-        k = tokens = 0
-        for r, (ex, rs) in enumerate(zip(rows, reqs, strict=True)):
-            outs: list[ModelOutput | None] = []
-            err = None
-            for s in range(len(rs)):
-                res = results[k]
-                k += 1
-                if isinstance(res, BackendError):
-                    outs.append(None)
-                    err = str(res)
-                else:
-                    outs.append(res)
-                    if not res.cached:
-                        tokens += res.usage.prompt_tokens + res.usage.completion_tokens
-                    ctxs.append(EvalContext(example=ex, output=res, candidate=cand))
-                    where.append((r, s))
-            per_row.append(outs)
-            gen_err.append(err)
-        scored: list[dict[str, list[EvalResult]]] = [
-            {e.name: [e.error(f"generation failed: {gen_err[r]}") for _ in per_row[r]] for e in self.evaluators}
-            for r in range(len(rows))]
-        for ev in self.evaluators:
-            for (r, s), res in zip(where, ev.evaluate_batch(ctxs) if ctxs else [], strict=True):
-                scored[r][ev.name][s] = res
+    def _batch(self, scored: Sequence[ScoredRow], uncached: int) -> EvalBatch:
+        """Objective per row (mean over samples), charged to the meter; per-evaluator means."""
         traces = []
-        for r, ex in enumerate(rows):
+        tokens = 0
+        for row in scored:
             vals, errs, reasons = [], False, []
-            for s in range(len(per_row[r])):
-                ro = self.objective.row({n: rs[s] for n, rs in scored[r].items()})
+            for s in range(len(row.outputs)):
+                ro = self.objective.row({n: rs[s] for n, rs in row.scores.items()})
                 errs |= ro.error
                 if ro.value is not None:
                     vals.append(ro.value)
                 if ro.reason:
                     reasons.append(ro.reason)
-            cached = all(o is not None and o.cached for o in per_row[r])
-            traces.append(RowTrace(ex.id, float(np.mean(vals)) if vals else None, errs, scored[r], per_row[r],
-                                   list(reqs[r][0].messages), cached, "; ".join(dict.fromkeys(reasons))))
-        self.meter.charge(uncached, len(rows) - uncached, tokens)
+            tokens += row.tokens
+            traces.append(RowTrace(row.example.id, float(np.mean(vals)) if vals else None, errs, row.scores,
+                                   row.outputs, row.messages, row.cached, "; ".join(dict.fromkeys(reasons))))
+        self.meter.charge(uncached, len(scored) - uncached, tokens)
         means: dict[str, float | None] = {}
         for ev in self.evaluators:
             vals = [x.score for t in traces for x in t.results[ev.name] if x.status == "ok" and x.score is not None]
             means[ev.name] = float(np.mean(vals)) if vals else None
-        return EvalBatch(traces, uncached, len(rows) - uncached, tokens, means)
+        return EvalBatch(traces, uncached, len(scored) - uncached, tokens, means)
 
     def provenance(self) -> dict[str, Any]:
         """What the optimisation ran on (recorded in history and lineage)."""

@@ -1,6 +1,6 @@
-"""The run executor: generate + evaluate every planned row, committing each row as it finishes.
+"""A stored run: score every planned row (:func:`.rows.score_rows`), committing each row as it finishes.
 
-Rows are processed in chunks sized to the backend (its batch size or concurrency). Each finished
+Rows are scored in chunks sized to the backend (its batch size or concurrency). Each finished
 row is one SQLite transaction, so a run killed at any instant resumes (``resume=True``) with the
 rows still missing — exactly N rows in the end, no duplicates, nothing lost. Model calls go
 through the content-addressed cache: an unchanged candidate re-runs with zero model calls.
@@ -10,25 +10,18 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 from tunegate._version import __version__
-from tunegate.backends.base import Backend, GenerationRequest
+from tunegate.backends.base import Backend
 from tunegate.backends.cache import CachedBackend
-from tunegate.core.example import Example
-from tunegate.core.result import EvalResult, ModelOutput
 from tunegate.engine.run.aggregate import summarise
 from tunegate.engine.run.plan import RunPlan, machine_info
-from tunegate.errors import BackendError
-from tunegate.evaluators.base import EvalContext
+from tunegate.engine.run.rows import ProgressHook, ScoredRow, score_rows
 from tunegate.store.sqlite import Store
 
 __all__ = ["ProgressHook", "RunSummary", "execute", "run_plan"]
-
-#: Called after each committed chunk with (rows done, rows total).
-ProgressHook = Callable[[int, int], None]
 
 
 @dataclass
@@ -53,75 +46,6 @@ class RunSummary:
                 "wall_s": round(self.wall_s, 3), **self.extra}
 
 
-def _requests(plan: RunPlan, ex: Example) -> list[GenerationRequest]:
-    cand = plan.candidate
-    assert cand is not None
-    msgs = tuple(cand.prompt.render(ex))
-    tools = tuple(ex.tools) if (cand.tools and ex.tools) else None
-    return [GenerationRequest(msgs, cand.params, tools, i) for i in range(cand.params.n)]
-
-
-def _prompt_size(plan: RunPlan, ex: Example) -> int:
-    assert plan.candidate is not None
-    size = sum(len(m.content or "") for m in plan.candidate.prompt.render(ex))
-    return size + (sum(len(str(t)) for t in ex.tools) // 3 if plan.candidate.tools and ex.tools else 0)
-
-
-async def _generate(plan: RunPlan, backend: CachedBackend | None, chunk: Sequence[Example]
-                    ) -> list[tuple[list[ModelOutput | None], list[str | None]]]:
-    """Outputs (or errors) per row, per sample."""
-    if plan.outputs is not None:
-        out = []
-        for ex in chunk:
-            samples = plan.outputs.outputs.get(ex.id)
-            if samples is None:
-                out.append(([None], ["no output for this row in " + plan.outputs.path]))
-            else:
-                out.append((list(samples), [None] * len(samples)))
-        return out
-    assert backend is not None
-    reqs = [_requests(plan, ex) for ex in chunk]
-    flat = [r for rs in reqs for r in rs]
-    results = await backend.generate(flat)
-    out, k = [], 0
-    for rs in reqs:
-        outs: list[ModelOutput | None] = []
-        errs: list[str | None] = []
-        for _ in rs:
-            res = results[k]
-            k += 1
-            if isinstance(res, BackendError):
-                outs.append(None)
-                errs.append(str(res))
-            else:
-                outs.append(res)
-                errs.append(None)
-        out.append((outs, errs))
-    return out
-
-
-def _evaluate(plan: RunPlan, chunk: Sequence[Example],
-              generated: Sequence[tuple[list[ModelOutput | None], list[str | None]]]) -> list[dict[str, list[EvalResult]]]:
-    """Scores per row: evaluator name → one result per sample. Failed generations are errors."""
-    cand_identity = plan.candidate.identity() if plan.candidate else {"outputs": plan.candidate_hash}
-    ctxs: list[EvalContext] = []
-    where: list[tuple[int, int]] = []
-    for r, (ex, (outs, _)) in enumerate(zip(chunk, generated, strict=True)):
-        for s, o in enumerate(outs):
-            if o is not None:
-                ctxs.append(EvalContext(example=ex, output=o, candidate=cand_identity))
-                where.append((r, s))
-    per_row: list[dict[str, list[EvalResult]]] = []
-    for _outs, errs in generated:
-        per_row.append({e.name: [e.error(f"generation failed: {err}") if err else e.error("pending")
-                                 for err in errs] for e in plan.evaluators})
-    for ev in plan.evaluators:
-        results = ev.evaluate_batch(ctxs) if ctxs else []
-        for (r, s), res in zip(where, results, strict=True):
-            per_row[r][ev.name][s] = res
-    return per_row
-
-
 async def execute(plan: RunPlan, store: Store, backend: Backend | None = None, *, resume: bool = False,
                   use_cache: bool = True, progress: ProgressHook | None = None) -> RunSummary:
     """Run ``plan`` into ``store``; returns the summary. ``backend`` is required for candidates."""
@@ -144,36 +68,22 @@ async def execute(plan: RunPlan, store: Store, backend: Backend | None = None, *
     done = store.done_rows(run_id)
     seq_of = {ex.id: i for i, ex in enumerate(plan.rows)}
     pending = [ex for ex in plan.rows if ex.id not in done]
-    if plan.candidate is not None:
-        # Batch rows of similar prompt length together: a batch is padded to its longest prompt,
-        # and on a CPU the prefill dominates. Rows are committed with their dataset position
-        # (seq), so the processing order changes nothing in the stored run.
-        pending.sort(key=lambda ex: _prompt_size(plan, ex))
     cached = CachedBackend(backend, store, enabled=use_cache) if backend is not None else None
     if plan.candidate is not None and cached is None:
         raise ValueError("a backend is required to run a candidate")
-    chunk_size = max(1, (cached.max_batch if cached else 64))
-    total, n_done, gen_errors = len(plan.rows), len(done), 0
-    if progress:
-        progress(n_done, total)
+
+    def commit(chunk: list[ScoredRow], calls: int, hits: int) -> None:
+        # One transaction per row, the chunk's model calls and cache hits on its first row.
+        for j, row in enumerate(chunk):
+            store.write_row(run_id, row.example.id, seq_of[row.example.id], row.outputs, row.errors, row.scores,
+                            model_calls=calls if j == 0 else 0, cache_hits=hits if j == 0 else 0,
+                            error=row.error)
+
+    identity = plan.candidate.identity() if plan.candidate else {"outputs": plan.candidate_hash}
     try:
-        for start in range(0, len(pending), chunk_size):
-            chunk = pending[start:start + chunk_size]
-            calls0 = cached.model_calls if cached else 0
-            hits0 = cached.cache_hits if cached else 0
-            generated = await _generate(plan, cached, chunk)
-            scores = await asyncio.to_thread(_evaluate, plan, chunk, generated)
-            calls = (cached.model_calls - calls0) if cached else 0
-            hits = (cached.cache_hits - hits0) if cached else 0
-            for j, (ex, (outs, errs), sc) in enumerate(zip(chunk, generated, scores, strict=True)):
-                row_err = next((e for e in errs if e), None)
-                gen_errors += row_err is not None
-                store.write_row(run_id, ex.id, seq_of[ex.id], outs, errs, sc,
-                                model_calls=calls if j == 0 else 0, cache_hits=hits if j == 0 else 0,
-                                error=row_err)
-            n_done += len(chunk)
-            if progress:
-                progress(n_done, total)
+        await score_rows(pending, plan.evaluators, candidate=plan.candidate, backend=cached, outputs=plan.outputs,
+                         candidate_identity=identity, on_chunk=commit, progress=progress, done=len(done),
+                         total=len(plan.rows), keep=False)
     finally:
         if cached is not None:
             await cached.aclose()

@@ -120,4 +120,54 @@ CREATE TABLE prompt_label_events (
 );
 CREATE INDEX prompt_label_events_label ON prompt_label_events(name, label, id);
 """),
+    ("0004_gateway_release", """
+CREATE TABLE gateway_rollout (
+    route          TEXT NOT NULL,
+    arm            TEXT NOT NULL,
+    percent        REAL NOT NULL,        -- share of sticky buckets sent to the arm, 0..100
+    candidate_hash TEXT,                 -- the candidate the share was granted to (NULL: baseline)
+    verdict_hash   TEXT,                 -- sha256 of the verdict.json that allowed it
+    seq            INTEGER NOT NULL,     -- event that set this row
+    updated_at     TEXT NOT NULL,
+    PRIMARY KEY (route, arm)
+);
+CREATE TABLE gateway_rollout_events (
+    id             TEXT PRIMARY KEY,     -- uuid
+    seq            INTEGER NOT NULL UNIQUE,  -- global order of rollout changes (max + 1 in the write tx)
+    route          TEXT NOT NULL,
+    arm            TEXT NOT NULL,
+    action         TEXT NOT NULL,        -- promote | set | rollback
+    from_percent   REAL NOT NULL,
+    to_percent     REAL NOT NULL,
+    candidate_hash TEXT,
+    verdict_hash   TEXT,
+    actor          TEXT NOT NULL,
+    reason         TEXT NOT NULL,
+    evidence       TEXT NOT NULL,        -- JSON: verdict summary, controller statistics...
+    created_at     TEXT NOT NULL
+);
+CREATE INDEX gateway_rollout_events_route ON gateway_rollout_events(route, seq);
+CREATE TABLE gateway_requests (
+    request_id     TEXT PRIMARY KEY,
+    route          TEXT NOT NULL,
+    arm            TEXT,
+    chosen_arm     TEXT,
+    candidate_hash TEXT,
+    prompt_version TEXT,
+    cohort         TEXT,
+    api_key        TEXT,                 -- the gateway key's name, never the key
+    status         TEXT NOT NULL,
+    http_status    INTEGER NOT NULL,
+    error          TEXT,
+    latency_ms     REAL NOT NULL,
+    tokens_in      INTEGER NOT NULL,
+    tokens_out     INTEGER NOT NULL,
+    cost           REAL NOT NULL,
+    cached         INTEGER NOT NULL,
+    attempts       TEXT NOT NULL,        -- JSON list of upstream attempts
+    guardrails     TEXT NOT NULL,        -- JSON list of guardrail events
+    created_at     TEXT NOT NULL
+);
+CREATE INDEX gateway_requests_route ON gateway_requests(route, created_at);
+"""),
 ]

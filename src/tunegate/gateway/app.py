@@ -1,0 +1,115 @@
+"""The Starlette ASGI app: endpoints over a :class:`~tunegate.gateway.service.Gateway`.
+
+``create_app(config_path, ...)`` builds the app; its lifespan starts and stops the gateway (HTTP
+pool, store thread, request log, reload loop). ``app.state.gateway`` is the running Gateway — the
+place to add request hooks or a span hook before start-up, or to call ``reload_config()``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from tunegate.gateway.chat import Outcome, handle_chat
+from tunegate.gateway.openapi import openapi_document
+from tunegate.gateway.records import RequestHook, SpanHook
+from tunegate.gateway.service import Gateway
+from tunegate.gateway.validate import error_body
+
+if TYPE_CHECKING:
+    import httpx
+    from starlette.applications import Starlette
+    from starlette.requests import Request
+    from starlette.responses import Response
+
+__all__ = ["create_app"]
+
+
+def _response(out: Outcome) -> Response:
+    from starlette.responses import JSONResponse, StreamingResponse
+
+    if out.stream is not None:
+        return StreamingResponse(out.stream, status_code=out.status, media_type="text/event-stream",
+                                 headers={"Cache-Control": "no-cache", **out.headers})
+    return JSONResponse(out.body, status_code=out.status, headers=out.headers)
+
+
+def create_app(config_path: str | Path, *, db: str | Path | None = None, use_store: bool = True,
+               transport: httpx.AsyncBaseTransport | None = None, request_hooks: list[RequestHook] | None = None,
+               span_hook: SpanHook | None = None) -> Starlette:
+    """The gateway app for ``config_path`` (``use_store=False``: no rollout state, no request log)."""
+    from starlette.applications import Starlette
+    from starlette.responses import JSONResponse, Response
+    from starlette.routing import Route
+
+    gw = Gateway(config_path, db=db, use_store=use_store, transport=transport, request_hooks=request_hooks,
+                 span_hook=span_hook)
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        await gw.start()
+        try:
+            yield
+        finally:
+            await gw.stop()
+
+    async def chat(request: Request) -> Response:
+        return _response(await handle_chat(gw, await request.body(), request.headers))
+
+    def _auth(request: Request) -> Response | None:
+        if gw.snap is None or gw.snap.config.auth is None or gw.limiter is None:
+            return None
+        res = gw.limiter.check(request.headers.get("authorization"), "")
+        if res.status == 401:
+            return JSONResponse(error_body(res.message, type_="authentication_error", code=res.code), 401)
+        return None
+
+    async def models(request: Request) -> Response:
+        if (denied := _auth(request)) is not None:
+            return denied
+        assert gw.snap is not None
+        data = [{"id": r.name, "object": "model", "created": 0, "owned_by": "tunegate"}
+                for r in gw.snap.config.routes]
+        return JSONResponse({"object": "list", "data": data})
+
+    async def rollout(request: Request) -> Response:
+        if (denied := _auth(request)) is not None:
+            return denied
+        if gw.worker is None or gw.snap is None:
+            return JSONResponse(error_body("the gateway runs without a store", type_="unavailable"), 503)
+        from tunegate.gateway.release import overview
+
+        try:
+            data = await gw.worker.call(overview, gw.snap.config, gw.snap.hashes)
+        except Exception as e:
+            gw.metrics.store_failures.labels("rollout_overview").inc()
+            return JSONResponse(error_body(f"store unavailable: {type(e).__name__}", type_="unavailable"), 503)
+        return JSONResponse({"config_hash": gw.snap.config.hash, "routes": data})
+
+    async def health(request: Request) -> Response:
+        snap = gw.snap
+        body: dict[str, Any] = {"status": "ok", "store": gw.store_ok}
+        if snap is not None:
+            body |= {"config_hash": snap.config.hash, "rollout_seq": snap.state.seq,
+                     "shares": snap.effective_shares()}
+        return JSONResponse(body)
+
+    async def metrics(request: Request) -> Response:
+        data, ctype = gw.metrics.render()
+        return Response(data, media_type=ctype)
+
+    async def openapi(request: Request) -> Response:
+        return JSONResponse(openapi_document())
+
+    app = Starlette(routes=[
+        Route("/v1/chat/completions", chat, methods=["POST"]),
+        Route("/v1/models", models, methods=["GET"]),
+        Route("/v1/rollout", rollout, methods=["GET"]),
+        Route("/healthz", health, methods=["GET"]),
+        Route("/metrics", metrics, methods=["GET"]),
+        Route("/openapi.json", openapi, methods=["GET"]),
+    ], lifespan=lifespan)
+    app.state.gateway = gw
+    return app

@@ -1,0 +1,283 @@
+"""Upstreams: where the gateway sends a chat request — an OpenAI-compatible server or the local model.
+
+An :class:`Upstream` takes an OpenAI chat-completions request body that is already *prepared* for
+its candidate (prompt version applied, ``model`` set to the served name, decoding defaults filled)
+and returns the OpenAI response body, or streams OpenAI chunk dicts. Every failure is an
+:class:`UpstreamError` whose ``outcome`` says what happened (``http_503``, ``timeout``,
+``connection``, ``invalid_json``) so the fallback policy and the attempt log can act on it.
+
+:class:`HTTPUpstream` passes bodies through unchanged over one pooled ``httpx.AsyncClient`` per
+gateway (keep-alive, no per-request connection set-up: this is most of the gateway's latency
+budget). :class:`LocalUpstream` runs the embedded model in-process through
+:class:`tunegate.backends.local.LocalBackend`, whose generation runs on its own worker thread so
+the event loop keeps serving other requests. A shadow request (mirroring) is simply another
+``complete`` call on an upstream: the release controller gets them from ``Gateway.upstreams``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+import uuid
+from collections.abc import AsyncIterator
+from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
+
+from tunegate.core.candidate import CandidateSpec
+from tunegate.errors import UserError
+
+if TYPE_CHECKING:
+    import httpx
+
+__all__ = ["HTTPUpstream", "LocalUpstream", "Upstream", "UpstreamError", "make_upstream", "retry_after_s"]
+
+
+class UpstreamError(Exception):
+    """One failed upstream attempt. ``retryable`` (5xx, 408/409/429, timeout, reset) allows a retry of
+    the same upstream; any error allows a fallback to the next arm."""
+
+    def __init__(self, outcome: str, message: str, *, status: int | None = None, retry_after: float | None = None,
+                 retryable: bool = True) -> None:
+        super().__init__(message)
+        self.outcome = outcome
+        self.message = message
+        self.status = status
+        self.retry_after = retry_after
+        self.retryable = retryable
+
+
+@runtime_checkable
+class Upstream(Protocol):
+    """One arm's upstream (see the module docstring)."""
+
+    arm: str
+    candidate: CandidateSpec
+    candidate_hash: str
+    model: str  #: the ``model`` sent upstream (served adapter name or model)
+
+    async def complete(self, body: dict[str, Any], *, timeout_s: float) -> dict[str, Any]:
+        """The OpenAI ``chat.completion`` object for ``body``; raises :class:`UpstreamError`."""
+        ...
+
+    def stream(self, body: dict[str, Any], *, timeout_s: float) -> AsyncIterator[dict[str, Any]]:
+        """OpenAI ``chat.completion.chunk`` dicts; raises :class:`UpstreamError` (before or during)."""
+        ...
+
+    async def aclose(self) -> None:
+        ...
+
+
+def retry_after_s(value: str | None) -> float | None:
+    """Seconds from a ``Retry-After`` header (delta-seconds or an HTTP date); None when absent/bad."""
+    if not value:
+        return None
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        pass
+    from email.utils import parsedate_to_datetime
+
+    try:
+        when = parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    return max(0.0, when.timestamp() - time.time())
+
+
+_RETRYABLE = frozenset({408, 409, 429})
+
+
+def _error_text(raw: bytes) -> str:
+    try:
+        data = json.loads(raw)
+        err = data.get("error") if isinstance(data, dict) else None
+        if isinstance(err, dict) and isinstance(err.get("message"), str):
+            return str(err["message"])[:300]
+    except ValueError:
+        pass
+    return raw[:300].decode("utf-8", "replace").strip()
+
+
+class HTTPUpstream:
+    """An OpenAI-compatible server reached over a shared, pooled ``httpx.AsyncClient``.
+
+    The API key comes from the environment variable the candidate names (``api_key_env``), read
+    once at start-up; it is sent as a header and appears in no log, record or error message.
+    """
+
+    def __init__(self, arm: str, candidate: CandidateSpec, client: httpx.AsyncClient) -> None:
+        assert candidate.base_url is not None
+        from tunegate.backends.openai_compat import normalise_base_url
+
+        self.arm = arm
+        self.candidate = candidate
+        self.candidate_hash = candidate.hash
+        self.model = candidate.adapter or candidate.model
+        self.url = normalise_base_url(candidate.base_url) + "/chat/completions"
+        self._client = client
+        self._headers: dict[str, str] = {}
+        if candidate.api_key_env:
+            key = os.environ.get(candidate.api_key_env, "").strip()
+            if not key:
+                raise UserError(f"environment variable {candidate.api_key_env} is not set",
+                                file=candidate.source, field="api_key_env")
+            self._headers["Authorization"] = f"Bearer {key}"
+
+    def __repr__(self) -> str:  # never the headers: they hold the key
+        return f"HTTPUpstream(arm={self.arm!r}, url={self.url!r}, model={self.model!r})"
+
+    def _status_error(self, status: int, raw: bytes, headers: httpx.Headers) -> UpstreamError:
+        return UpstreamError(f"http_{status}", f"upstream {self.arm} answered {status}: {_error_text(raw)}",
+                             status=status, retry_after=retry_after_s(headers.get("retry-after")),
+                             retryable=status in _RETRYABLE or status >= 500)
+
+    async def complete(self, body: dict[str, Any], *, timeout_s: float) -> dict[str, Any]:
+        import httpx
+
+        try:
+            resp = await self._client.post(self.url, content=json.dumps(body).encode(), headers=self._headers,
+                                           timeout=timeout_s)
+        except httpx.TimeoutException:
+            raise UpstreamError("timeout", f"upstream {self.arm} timed out after {timeout_s:g}s") from None
+        except httpx.HTTPError as e:
+            raise UpstreamError("connection", f"upstream {self.arm} connection failed: {type(e).__name__}") from None
+        if resp.status_code >= 300:
+            raise self._status_error(resp.status_code, resp.content, resp.headers)
+        try:
+            data = json.loads(resp.content)
+        except ValueError:
+            raise UpstreamError("invalid_json", f"upstream {self.arm} sent a body that is not JSON") from None
+        if not isinstance(data, dict) or not isinstance(data.get("choices"), list):
+            raise UpstreamError("invalid_json", f"upstream {self.arm} sent no 'choices' list")
+        return data
+
+    async def stream(self, body: dict[str, Any], *, timeout_s: float) -> AsyncIterator[dict[str, Any]]:
+        import httpx
+
+        try:
+            async with self._client.stream("POST", self.url, content=json.dumps(body).encode(),
+                                           headers=self._headers, timeout=timeout_s) as resp:
+                if resp.status_code >= 300:
+                    raise self._status_error(resp.status_code, await resp.aread(), resp.headers)
+                async for line in resp.aiter_lines():
+                    if not line.startswith("data:"):
+                        continue
+                    payload = line[5:].strip()
+                    if payload == "[DONE]":
+                        return
+                    try:
+                        chunk = json.loads(payload)
+                    except ValueError:
+                        raise UpstreamError("invalid_json", f"upstream {self.arm} sent a chunk that is not JSON") \
+                            from None
+                    if isinstance(chunk, dict):
+                        if "error" in chunk and "choices" not in chunk:
+                            raise UpstreamError("stream_error", f"upstream {self.arm} failed mid-stream: "
+                                                f"{_error_text(payload.encode())}")
+                        yield chunk
+        except httpx.TimeoutException:
+            raise UpstreamError("timeout", f"upstream {self.arm} timed out after {timeout_s:g}s") from None
+        except httpx.HTTPError as e:
+            raise UpstreamError("connection", f"upstream {self.arm} connection failed: {type(e).__name__}") from None
+
+    async def aclose(self) -> None:  # the client is shared and closed by the gateway
+        return None
+
+
+class LocalUpstream:
+    """The embedded local model (``backend: local``), generation on the backend's worker thread."""
+
+    def __init__(self, arm: str, candidate: CandidateSpec) -> None:
+        from tunegate.engine.run.factory import make_backend
+
+        self.arm = arm
+        self.candidate = candidate
+        self.candidate_hash = candidate.hash
+        self.model = candidate.adapter or candidate.model
+        self._backend = make_backend(candidate)
+
+    async def complete(self, body: dict[str, Any], *, timeout_s: float) -> dict[str, Any]:
+        import asyncio
+
+        from tunegate.core.candidate import DecodingParams
+        from tunegate.core.example import Message
+        from tunegate.core.request import GenerationRequest
+        from tunegate.errors import BackendError
+
+        try:
+            messages = tuple(Message.model_validate(_local_message(m)) for m in body["messages"])
+            params = DecodingParams(temperature=body.get("temperature", 0.0), top_p=body.get("top_p", 1.0),
+                                    max_tokens=body.get("max_tokens") or 256, seed=body.get("seed") or 0,
+                                    stop=_stops(body.get("stop")))
+        except (ValueError, TypeError, KeyError) as e:
+            raise UpstreamError("bad_request", f"local model cannot take this request: {e}", retryable=False) \
+                from None
+        tools = tuple(body["tools"]) if body.get("tools") else None
+        n = int(body.get("n") or 1)
+        reqs = [GenerationRequest(messages, params, tools, sample_index=i) for i in range(n)]
+        try:
+            outs = await asyncio.wait_for(self._backend.generate(reqs), timeout_s)
+        except TimeoutError:
+            raise UpstreamError("timeout", f"local model took longer than {timeout_s:g}s") from None
+        choices: list[dict[str, Any]] = []
+        usage = {"prompt_tokens": 0, "completion_tokens": 0}
+        for i, out in enumerate(outs):
+            if isinstance(out, BackendError):
+                raise UpstreamError("local_error", f"local model failed: {out}")
+            msg: dict[str, Any] = {"role": "assistant", "content": out.text if not out.tool_calls else (out.text or None)}
+            if out.tool_calls:
+                msg["tool_calls"] = [{"id": c.id or f"call_{uuid.uuid4().hex[:12]}", "type": "function",
+                                      "function": {"name": c.name, "arguments": json.dumps(c.arguments)}}
+                                     for c in out.tool_calls]
+            finish = "tool_calls" if out.tool_calls else (out.finish_reason or "stop")
+            choices.append({"index": i, "message": msg, "finish_reason": finish, "logprobs": None})
+            usage["prompt_tokens"] = out.usage.prompt_tokens
+            usage["completion_tokens"] += out.usage.completion_tokens
+        return {"id": "chatcmpl-" + uuid.uuid4().hex, "object": "chat.completion", "created": int(time.time()),
+                "model": self.model, "choices": choices,
+                "usage": usage | {"total_tokens": usage["prompt_tokens"] + usage["completion_tokens"]}}
+
+    async def stream(self, body: dict[str, Any], *, timeout_s: float) -> AsyncIterator[dict[str, Any]]:
+        """The whole answer is generated, then sent as chunks (the local backend does not stream)."""
+        from tunegate.gateway.sse import completion_to_chunks
+
+        done = await self.complete(body, timeout_s=timeout_s)
+        for chunk in completion_to_chunks(done, include_usage=True):
+            yield chunk
+
+    async def aclose(self) -> None:
+        await self._backend.aclose()
+
+
+def _stops(stop: Any) -> list[str] | None:
+    if stop is None:
+        return None
+    return [stop] if isinstance(stop, str) else [str(s) for s in stop]
+
+
+def _local_message(m: dict[str, Any]) -> dict[str, Any]:
+    """An OpenAI message as tunegate's ``Message`` (content parts joined, tool-call arguments parsed)."""
+    content = m.get("content")
+    if isinstance(content, list):
+        content = "".join(p.get("text", "") for p in content if isinstance(p, dict))
+    out: dict[str, Any] = {"role": m["role"], "content": content}
+    if m.get("name"):
+        out["name"] = m["name"]
+    if m.get("tool_call_id"):
+        out["tool_call_id"] = m["tool_call_id"]
+    if m.get("tool_calls"):
+        calls = []
+        for c in m["tool_calls"]:
+            fn = c.get("function") or {}
+            args = fn.get("arguments") or "{}"
+            calls.append({"id": c.get("id"), "name": fn.get("name", ""),
+                          "arguments": json.loads(args) if isinstance(args, str) else args})
+        out["tool_calls"] = calls
+    return out
+
+
+def make_upstream(arm: str, candidate: CandidateSpec, client: httpx.AsyncClient) -> Upstream:
+    """The upstream for one arm's candidate."""
+    if candidate.backend == "local":
+        return LocalUpstream(arm, candidate)
+    return HTTPUpstream(arm, candidate, client)

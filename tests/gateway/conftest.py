@@ -1,0 +1,109 @@
+"""Gateway test harness: a real uvicorn server on 127.0.0.1 (ephemeral port) in a background thread,
+stub upstreams from ``tests.support.openai_server``, and helpers to write gateway.yaml files."""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+pytest.importorskip("starlette")
+pytest.importorskip("uvicorn")
+
+from tests.support.openai_server import OpenAIServer
+from tunegate.gateway.service import Gateway
+
+
+class GatewayServer:
+    """``create_app`` under uvicorn on a free port; ``.gateway`` is the running Gateway."""
+
+    def __init__(self, config: Path, db: Path | None, **kw: Any) -> None:
+        import uvicorn
+
+        from tunegate.gateway.app import create_app
+
+        self.app = create_app(config, db=db, use_store=db is not None, **kw)
+        self.sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        self.sock.bind(("127.0.0.1", 0))
+        self.port = self.sock.getsockname()[1]
+        self.server = uvicorn.Server(uvicorn.Config(self.app, log_level="warning", lifespan="on"))
+        self.loop: asyncio.AbstractEventLoop | None = None
+        self.thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self) -> None:
+        self.loop = asyncio.new_event_loop()
+        asyncio.set_event_loop(self.loop)
+        self.loop.run_until_complete(self.server.serve(sockets=[self.sock]))
+
+    def __enter__(self) -> GatewayServer:
+        self.thread.start()
+        deadline = time.time() + 20
+        while not self.server.started:
+            if not self.thread.is_alive() or time.time() > deadline:
+                raise RuntimeError("gateway did not start")
+            time.sleep(0.02)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.server.should_exit = True
+        self.thread.join(timeout=10)
+        self.sock.close()
+
+    @property
+    def gateway(self) -> Gateway:
+        gw = self.app.state.gateway
+        assert isinstance(gw, Gateway)
+        return gw
+
+    @property
+    def base_url(self) -> str:
+        return f"http://127.0.0.1:{self.port}/v1"
+
+    def run(self, coro: Any) -> Any:
+        """Run a coroutine on the server's loop (reload, refresh, drain) and wait for it."""
+        assert self.loop is not None
+        return asyncio.run_coroutine_threadsafe(coro, self.loop).result(timeout=30)
+
+
+def write_candidate(path: Path, name: str, base_url: str, model: str = "test-model", **extra: Any) -> Path:
+    data: dict[str, Any] = {"name": name, "backend": "openai", "model": model, "base_url": base_url,
+                            "params": {"temperature": 0, "max_tokens": 64}} | extra
+    path.write_text(yaml.safe_dump(data))
+    return path
+
+
+def write_gateway(tmp: Path, routes: list[dict[str, Any]], **top: Any) -> Path:
+    p = tmp / "gateway.yaml"
+    p.write_text(yaml.safe_dump({"version": 1, "routes": routes, "reload_s": 0.2, "log_flush_s": 0.05} | top,
+                                sort_keys=False))
+    return p
+
+
+@pytest.fixture
+def stubs() -> Iterator[tuple[OpenAIServer, OpenAIServer]]:
+    """Two stub upstreams: (base, tuned) — each answers ``<name>: <user text>``."""
+    from tests.support.openai_server import Echo
+
+    with OpenAIServer(default=Echo("base: {user}")) as a, OpenAIServer(default=Echo("tuned: {user}")) as b:
+        yield a, b
+
+
+@pytest.fixture
+def two_arm_config(tmp_path: Path, stubs: tuple[OpenAIServer, OpenAIServer]) -> Path:
+    base, tuned = stubs
+    write_candidate(tmp_path / "base.yaml", "base", base.base_url)
+    write_candidate(tmp_path / "tuned.yaml", "tuned", tuned.base_url,
+                    prompt={"system": "You are the tuned support agent."})
+    return write_gateway(tmp_path, [{
+        "name": "support", "baseline": "base",
+        "arms": {"base": {"candidate": "base.yaml"}, "tuned": {"candidate": "tuned.yaml"}},
+        "fallback": ["base"], "retries": 0, "timeout_s": 2,
+    }])

@@ -19,7 +19,7 @@ from tunegate.engine.run.plan import plan_run
 from tunegate.errors import UserError
 from tunegate.evaluators.registry import load_suite
 from tunegate.prompts import PromptRegistry, apply_version, parse_ref, resolve_candidate
-from tunegate.store import sqlite as store_mod
+from tunegate.store import migrate as store_mod
 from tunegate.store.migrations import MIGRATIONS
 from tunegate.store.sqlite import Store
 

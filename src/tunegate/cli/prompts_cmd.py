@@ -10,7 +10,6 @@ from __future__ import annotations
 import getpass
 import json
 import os
-from pathlib import Path
 from typing import Any
 
 import click
@@ -21,13 +20,14 @@ from tunegate.core.candidate import CandidateSpec
 from tunegate.errors import UserError
 from tunegate.prompts import LATEST, PromptRegistry, PromptVersion, load_prompt_file, resolve_candidate
 from tunegate.prompts.resolve import is_resolved
-from tunegate.store.sqlite import Store, default_db_path
+from tunegate.store.sqlite import Store
+from tunegate.store.url import StoreURL, parse_store_url
 
 __all__ = ["prompts_group", "register", "resolve_candidates"]
 
 
-def _db_path(obj: common.Context) -> Path:
-    return Path(obj.db) if obj.db else default_db_path()
+def _db_path(obj: common.Context) -> StoreURL:
+    return parse_store_url(obj.db)  # a SQLite path or a postgresql:// URL (which always "exists")
 
 
 def _existing_store(obj: common.Context) -> Store:

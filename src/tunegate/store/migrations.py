@@ -2,11 +2,15 @@
 
 The ``migrations`` table records which names ran, so an old database is brought forward on open
 and a database written by a newer tunegate (unknown names) is refused rather than corrupted.
+
+The same text runs on SQLite and PostgreSQL: write portable DDL (``TEXT``, ``INTEGER``, ``REAL``,
+``INTEGER PRIMARY KEY AUTOINCREMENT`` are translated, see :mod:`tunegate.store.dialect`). A
+migration that cannot be portable puts its PostgreSQL text in ``DIALECT_VARIANTS[name]["postgres"]``.
 """
 
 from __future__ import annotations
 
-__all__ = ["MIGRATIONS"]
+__all__ = ["DIALECT_VARIANTS", "MIGRATIONS", "migration_sql"]
 
 MIGRATIONS: list[tuple[str, str]] = [
     ("0001_foundation", """
@@ -171,3 +175,11 @@ CREATE TABLE gateway_requests (
 CREATE INDEX gateway_requests_route ON gateway_requests(route, created_at);
 """),
 ]
+
+#: Per-dialect replacements of a migration's text, by migration name: {"postgres": "..."}.
+DIALECT_VARIANTS: dict[str, dict[str, str]] = {}
+
+
+def migration_sql(name: str, sql: str, dialect: str) -> str:
+    """The text of migration ``name`` for ``dialect`` (``sqlite`` | ``postgres``)."""
+    return DIALECT_VARIANTS.get(name, {}).get(dialect, sql)

@@ -14,7 +14,7 @@ export TOKENIZERS_PARALLELISM := false
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
-	$(PY) -m pip install -q -e '.[local,evals,dev,gateway,postgres,ray]' 'torch==2.13.0'
+	$(PY) -m pip install -q -e '.[local,evals,dev,gateway,postgres,ray,otel]' 'torch==2.13.0'
 	touch $(STAMP)
 
 install: $(STAMP)

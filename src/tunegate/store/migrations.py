@@ -174,6 +174,86 @@ CREATE TABLE gateway_requests (
 );
 CREATE INDEX gateway_requests_route ON gateway_requests(route, created_at);
 """),
+    ("0005_release_controller", """
+CREATE TABLE spans (
+    trace_id       TEXT NOT NULL,
+    span_id        TEXT NOT NULL,
+    parent_id      TEXT,
+    name           TEXT NOT NULL,
+    kind           TEXT,                 -- openinference.span.kind: LLM | GUARDRAIL | EVALUATOR
+    start_ns       BIGINT NOT NULL,
+    end_ns         BIGINT NOT NULL,
+    duration_ms    REAL NOT NULL,
+    status         TEXT NOT NULL,
+    source         TEXT,                 -- gateway | shadow | offline
+    route          TEXT,
+    arm            TEXT,
+    cohort         TEXT,
+    model          TEXT,                 -- gen_ai.request.model
+    response_model TEXT,
+    prompt_version TEXT,
+    candidate      TEXT,
+    request_id     TEXT,
+    input_tokens   INTEGER,
+    output_tokens  INTEGER,
+    cost           REAL,
+    eval_failed    INTEGER,              -- 1 any evaluator failed, 0 all passed, NULL not evaluated
+    attributes     TEXT NOT NULL,        -- JSON
+    events         TEXT NOT NULL,        -- JSON
+    PRIMARY KEY (trace_id, span_id)
+);
+CREATE INDEX spans_start ON spans(start_ns);
+CREATE INDEX spans_request ON spans(request_id);
+CREATE TABLE online_pairs (
+    request_id        TEXT PRIMARY KEY,
+    route             TEXT NOT NULL,
+    cohort            TEXT,
+    base_arm          TEXT NOT NULL,
+    candidate_arm     TEXT NOT NULL,
+    base_hash         TEXT NOT NULL,
+    candidate_hash    TEXT NOT NULL,
+    base_prompt       TEXT,              -- prompt versions (name@vN) of each arm
+    candidate_prompt  TEXT,
+    evaluators        TEXT NOT NULL,     -- JSON list of evaluator identities (as the offline gate's)
+    base_scores       TEXT NOT NULL,     -- JSON {evaluator: EvalResult}
+    candidate_scores  TEXT NOT NULL,
+    base_failed       INTEGER,
+    candidate_failed  INTEGER,
+    candidate_error   TEXT,              -- the shadow call failed (never touches the primary)
+    example           TEXT NOT NULL,     -- JSON row: messages, schema, cohorts (a dataset like any other)
+    base_output       TEXT,
+    candidate_output  TEXT,
+    created_at        TEXT NOT NULL
+);
+CREATE INDEX online_pairs_route ON online_pairs(route, created_at);
+CREATE TABLE release_decisions (
+    id            TEXT PRIMARY KEY,
+    route         TEXT NOT NULL,
+    arm           TEXT NOT NULL,
+    action        TEXT NOT NULL,         -- ramp | rollback | rollback_cohort
+    from_percent  REAL NOT NULL,
+    to_percent    REAL NOT NULL,
+    cohorts       TEXT,                  -- JSON list for a cohort-scoped rollback
+    reason        TEXT NOT NULL,
+    evidence      TEXT NOT NULL,         -- JSON list of {signal, source, cohort, statistic, bound, n, alpha}
+    policy_hash   TEXT NOT NULL,
+    candidate_hash TEXT,
+    created_at    TEXT NOT NULL
+);
+CREATE INDEX release_decisions_route ON release_decisions(route, created_at);
+CREATE TABLE gateway_feedback (
+    id          TEXT PRIMARY KEY,
+    request_id  TEXT NOT NULL,
+    route       TEXT,
+    arm         TEXT,
+    cohort      TEXT,
+    thumbs      INTEGER,                 -- 1 up, -1 down, NULL when only a score was given
+    score       REAL,
+    comment     TEXT,
+    created_at  TEXT NOT NULL
+);
+CREATE INDEX gateway_feedback_request ON gateway_feedback(request_id);
+"""),
 ]
 
 #: Per-dialect replacements of a migration's text, by migration name: {"postgres": "..."}.

@@ -107,3 +107,33 @@ def two_arm_config(tmp_path: Path, stubs: tuple[OpenAIServer, OpenAIServer]) -> 
         "arms": {"base": {"candidate": "base.yaml"}, "tuned": {"candidate": "tuned.yaml"}},
         "fallback": ["base"], "retries": 0, "timeout_s": 2,
     }])
+
+
+def rule(name: str, status: str, *, cohort: str = "*", rule_kind: str = "improve", evaluator: str = "exact") -> dict[str, Any]:
+    """A verdict rule as ``RuleResult.model_dump`` writes it."""
+    return {"name": name, "rule": rule_kind, "evaluator": evaluator, "cohort": cohort, "status": status,
+            "evidence": f"{name} is {status}", "measure": "delta", "estimate": 0.1, "ci_low": 0.05, "ci_high": 0.2,
+            "threshold": 0.0, "margin": None, "p_fail": 0.5, "p_adjusted": 0.5, "n": 100, "rows_needed": None}
+
+
+def stored_verdict(store: Any, out: Path, *, baseline_hash: str, candidate_hash: str, decision: str,
+                   rules: list[dict[str, Any]], dataset_hash: str = "ds-golden",
+                   evaluators: tuple[str, ...] = ("exact",), record: bool = True) -> Path:
+    """Two runs and the verdict `tunegate gate` would record for them; writes verdict.json to ``out``."""
+    import json
+
+    evs = [{"name": n, "version": "1", "config": {}} for n in evaluators]
+    runs = [store.create_run(identity=f"id-{h}", dataset_hash=dataset_hash, candidate_hash=h, selection={},
+                             evaluators=evs, n_rows=100, meta={}) for h in (baseline_hash, candidate_hash)]
+    side = [{"run_id": r, "candidate_hash": h, "candidate_name": None, "rows": 100, "model_calls": 100,
+             "cache_hits": 0} for r, h in zip(runs, (baseline_hash, candidate_hash), strict=True)]
+    verdict = {"decision": decision, "exit_code": {"PROMOTE": 0, "BLOCK": 1, "INCONCLUSIVE": 3}[decision],
+               "reasons": [f"{decision} by the test policy"], "rules": rules,
+               "policy": {"name": "p", "version": "1", "hash": "pol-1", "source": None, "alpha": 0.05,
+                          "correction": "holm"},
+               "dataset_hash": dataset_hash, "baseline": side[0], "candidate": side[1],
+               "tunegate_version": "0.1.0", "created_at": "2026-12-07T00:00:00+00:00"}
+    if record:
+        store.put_verdict(runs[0], runs[1], "pol-1", decision, json.dumps(verdict))
+    out.write_text(json.dumps(verdict, indent=2))
+    return out

@@ -30,11 +30,11 @@ from tunegate.evaluators.judge import (
     JudgeItem,
     JudgeRequest,
     RubricJudge,
-    set_backend_factory,
 )
 from tunegate.evaluators.judge_family import model_family, normalise_model_name, same_family
 from tunegate.evaluators.judge_parse import SCALES, JudgeParseError, parse_judgement
 from tunegate.evaluators.llm_judges import CustomEvaluation, TaskCompletion
+from tunegate.evaluators.registry import default_registry
 from tunegate.evaluators.task_reference import is_refusal_pattern
 
 RUBRIC = "The answer must be polite and correct."
@@ -60,7 +60,8 @@ def ctx(text: str = "Paris", *, candidate: dict[str, Any] | None = None, **row: 
 
 @pytest.fixture
 def factory() -> Iterator[dict[str, Any]]:
-    """Registers a factory returning FakeBackends; the dict collects what was built."""
+    """A judge backend factory returning FakeBackends (``made["build"]``, injected into each
+    evaluator as ``judge_backends=``); the dict collects what was built."""
     made: dict[str, Any] = {"specs": [], "script": lambda r: '{"reasoning": "fine", "score": 4}'}
 
     def build(spec: dict[str, Any]) -> CountingBackend:
@@ -69,11 +70,8 @@ def factory() -> Iterator[dict[str, Any]]:
         made["backend"] = backend
         return backend
 
-    previous = set_backend_factory(build)
-    try:
-        yield made
-    finally:
-        set_backend_factory(previous)
+    made["build"] = build
+    yield made
 
 
 # -- parser ----------------------------------------------------------------------------------------
@@ -175,7 +173,8 @@ def test_invalid_output_is_retried_once_with_new_seed_and_nudge_then_accepted() 
 @pytest.mark.parametrize("bad", ["no score at all", '{"reasoning": "x", "score": 9}'])
 def test_still_invalid_after_retry_is_an_error_never_zero(bad: str, factory: dict[str, Any]) -> None:
     factory["script"] = lambda r: bad
-    ev = CustomEvaluation(rubric=RUBRIC, judge={"backend": "openai", "model": "m", "base_url": "http://x/v1"})
+    ev = CustomEvaluation(rubric=RUBRIC, judge={"backend": "openai", "model": "m", "base_url": "http://x/v1"},
+                          judge_backends=factory["build"])
     res = ev.evaluate(ctx())
     assert res.status == "error" and res.score is None
     assert "after 2 attempts" in res.reason and bad[:10] in res.reason
@@ -239,8 +238,10 @@ def test_identity_pins_rubric_model_parser_and_decoding(monkeypatch: pytest.Monk
 
 def test_identity_excludes_connection_details(factory: dict[str, Any]) -> None:
     cfg = {"backend": "openai", "model": "judge-x", "base_url": "http://h/v1"}
-    a = CustomEvaluation(rubric=RUBRIC, judge={**cfg, "api_key_env": "A_KEY"}).identity()
-    b = CustomEvaluation(rubric=RUBRIC, judge={**cfg, "api_key_env": "B_KEY", "options": {"timeout_s": 9}}).identity()
+    a = CustomEvaluation(rubric=RUBRIC, judge={**cfg, "api_key_env": "A_KEY"},
+                         judge_backends=factory["build"]).identity()
+    b = CustomEvaluation(rubric=RUBRIC, judge={**cfg, "api_key_env": "B_KEY", "options": {"timeout_s": 9}},
+                         judge_backends=factory["build"]).identity()
     assert a == b and "A_KEY" not in json.dumps(a)
 
 
@@ -255,19 +256,26 @@ def test_judge_request_mirrors_generation_request() -> None:
 
 # -- factory hook and config -------------------------------------------------------------------------
 def test_configured_judge_without_factory_is_a_user_error() -> None:
-    previous = set_backend_factory(None)
-    try:
-        ev = CustomEvaluation(rubric=RUBRIC, judge={"backend": "local"})
-        with pytest.raises(UserError, match="no judge backend factory") as e:
-            ev.identity()
-        assert e.value.field == "evaluators.custom.judge"
-        assert ev.evaluate(ctx()).status == "error"
-    finally:
-        set_backend_factory(previous)
+    ev = CustomEvaluation(rubric=RUBRIC, judge={"backend": "local"})  # nothing injected, nothing global
+    with pytest.raises(UserError, match="without a judge backend factory") as e:
+        ev.identity()
+    assert e.value.field == "evaluators.custom.judge"
+    assert ev.evaluate(ctx()).status == "error"
+
+
+def test_registry_injects_the_factory_only_into_judge_evaluators(factory: dict[str, Any]) -> None:
+    from tunegate.evaluators.registry import load_suite
+
+    suite = load_suite(["exact_match"], judge_backends=factory["build"])  # a non-judge never sees it
+    assert suite[0].name == "exact_match"
+    reg = default_registry()
+    ev = reg.create("custom", rubric=RUBRIC, judge={"backend": "local"}, judge_backends=factory["build"])
+    ev.identity()
+    assert factory["specs"][0]["model"] == "smollm2-135m-instruct"
 
 
 def test_factory_receives_validated_spec(factory: dict[str, Any]) -> None:
-    CustomEvaluation(rubric=RUBRIC, judge={"backend": "local"}).identity()
+    CustomEvaluation(rubric=RUBRIC, judge={"backend": "local"}, judge_backends=factory["build"]).identity()
     assert factory["specs"][0] == {"backend": "local", "model": "smollm2-135m-instruct", "base_url": None,
                                    "api_key_env": None, "adapter": None, "options": {}}
 
@@ -326,7 +334,7 @@ def test_same_family() -> None:
 
 
 def test_same_family_warning_in_details_reason_and_logged_once(factory: dict[str, Any]) -> None:
-    ev = CustomEvaluation(rubric=RUBRIC, judge={"backend": "local"})
+    ev = CustomEvaluation(rubric=RUBRIC, judge={"backend": "local"}, judge_backends=factory["build"])
     cand = {"backend": "local", "model": "smollm2-135m-instruct"}
     with pytest.warns(UserWarning, match="self-preference"):
         res = ev.evaluate_batch([ctx(candidate=cand, id="a"), ctx(candidate=cand, id="b")])
@@ -443,7 +451,8 @@ def test_rows_without_reference_are_skipped_clearly_without_a_judge() -> None:
 
 def test_auto_mode_mixes_reference_and_judge_rows(factory: dict[str, Any]) -> None:
     factory["script"] = lambda r: '{"reasoning": "does the job", "score": 1}'
-    tc = TaskCompletion(judge={"backend": "openai", "model": "gpt-4o", "base_url": "http://h/v1"})
+    tc = TaskCompletion(judge={"backend": "openai", "model": "gpt-4o", "base_url": "http://h/v1"},
+                        judge_backends=factory["build"])
     res = tc.evaluate_batch([ctx("Paris", expected="Paris", id="a"), ctx("Hello!", id="b"), ctx("Lyon", id="c",
                                                                                               expected="Paris")])
     assert [r.details["path"] for r in res] == ["text", "judge", "text"]
@@ -455,7 +464,8 @@ def test_auto_mode_mixes_reference_and_judge_rows(factory: dict[str, Any]) -> No
 
 def test_judge_mode_sends_the_reference_to_the_judge(factory: dict[str, Any]) -> None:
     factory["script"] = lambda r: "Reasoning: matches.\nScore: 1"
-    tc = TaskCompletion(mode="judge", judge={"backend": "openai", "model": "gpt-4o", "base_url": "http://h/v1"})
+    tc = TaskCompletion(mode="judge", judge={"backend": "openai", "model": "gpt-4o", "base_url": "http://h/v1"},
+                        judge_backends=factory["build"])
     res = tc.evaluate(ctx("Paris", expected="Paris", context="France's capital is Paris."))
     assert res.details["path"] == "judge" and res.score == 1.0
     user = factory["backend"].calls[0].messages[1].content or ""
@@ -479,20 +489,17 @@ def test_end_to_end_through_loopback_openai_server() -> None:
         def build(spec: dict[str, Any]) -> OpenAIBackend:
             return OpenAIBackend(spec["base_url"], spec["model"], max_retries=1, backoff_s=0.01)
 
-        previous = set_backend_factory(build)
-        try:
-            ev = CustomEvaluation(rubric=RUBRIC, scale="1-5", judge={"backend": "openai", "model": "judge-model",
-                                                                      "base_url": srv.url})
-            assert ev.identity()["judge"]["backend"] == {"kind": "openai", "base_url": srv.base_url,
-                                                         "model": "judge-model", "adapter": None}
-            srv.push(Reply(text='```json\n{"reasoning": "Correct and polite.", "score": 5}\n```'),
-                     Reply(text="not sure"), Reply(text='{"reasoning": "Wrong city.", "score": 1}'))
-            srv.fail_first(1, status=503)  # the backend's own retry handles it (not a judge retry)
-            srv.push(Reply(text='{"reasoning": "Fine.", "score": 4}'))
-            res = ev.evaluate_batch([ctx("Paris", id="a"), ctx("Lyon", id="b")])
-            res2 = ev.evaluate(ctx("Paris", id="c"))  # a second asyncio.run with the same backend
-        finally:
-            set_backend_factory(previous)
+        # the factory is injected, as the engine's suite builder does
+        ev = CustomEvaluation(rubric=RUBRIC, scale="1-5", judge={"backend": "openai", "model": "judge-model",
+                                                                  "base_url": srv.url}, judge_backends=build)
+        assert ev.identity()["judge"]["backend"] == {"kind": "openai", "base_url": srv.base_url,
+                                                     "model": "judge-model", "adapter": None}
+        srv.push(Reply(text='```json\n{"reasoning": "Correct and polite.", "score": 5}\n```'),
+                 Reply(text="not sure"), Reply(text='{"reasoning": "Wrong city.", "score": 1}'))
+        srv.fail_first(1, status=503)  # the backend's own retry handles it (not a judge retry)
+        srv.push(Reply(text='{"reasoning": "Fine.", "score": 4}'))
+        res = ev.evaluate_batch([ctx("Paris", id="a"), ctx("Lyon", id="b")])
+        res2 = ev.evaluate(ctx("Paris", id="c"))  # a second asyncio.run with the same backend
     # requests run concurrently, so which row got which reply is not fixed; the multiset is
     assert sorted(r.score for r in res if r.score is not None) == [0.0, 1.0]
     assert res2.status == "ok" and res2.score == 0.75

@@ -55,9 +55,6 @@ _register()
 
 def main(argv: list[str] | None = None) -> int:
     """Run the CLI and map errors to exit codes. Returns the code (also used by tests)."""
-    from tunegate.engine.run.factory import install_judge_factory
-
-    install_judge_factory()
     try:
         rv = cli.main(args=argv, prog_name="tunegate", standalone_mode=False)
     except UserError as e:

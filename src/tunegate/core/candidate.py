@@ -8,7 +8,7 @@ tool use). A display name or concurrency setting changes nothing and is not hash
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
@@ -41,7 +41,9 @@ class CandidateSpec(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     name: str = Field(default="candidate", description="Display name (not part of the identity).")
-    backend: Literal["local", "openai"] = Field(default="local", description="local = transformers on CPU.")
+    backend: str = Field(default="local", pattern=r"^[a-z][a-z0-9_.-]*$", description=(
+        "local = transformers on CPU; openai = any OpenAI-compatible server; plugins add kinds through "
+        "the tunegate.backends entry-point group (checked when the backend is built)."))
     model: str = Field(default=DEFAULT_MODEL, description="Model name, HF folder or .gguf path.")
     base_url: str | None = Field(default=None, description="OpenAI-compatible server URL (backend openai).")
     api_key_env: str | None = Field(default=None, description="Env var holding the API key (never the key).")

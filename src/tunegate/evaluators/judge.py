@@ -14,7 +14,7 @@ Why it is built this way:
   for the literature); a related judge and candidate get a warning in ``details`` and ``reason``.
 * **Layering.** Evaluators may not import backend implementations, so the judge receives a ready
   backend object; configs that name a judge (``judge: {backend, model, ...}``) are turned into a
-  backend by the factory the engine registers with :func:`set_backend_factory`.
+  backend by a factory injected into the evaluator's constructor (no module-global state).
 * **Batching.** All rows × samples of a batch go to the backend in one ``generate`` call (the
   local backend batches them, the OpenAI one runs them concurrently); the retries in a second.
 """
@@ -53,8 +53,6 @@ __all__ = [
     "JudgeVerdict",
     "RubricJudge",
     "build_judge_backend",
-    "get_backend_factory",
-    "set_backend_factory",
 ]
 
 #: Retry ``k`` of sample ``i`` uses seed ``seed + i + RETRY_SEED_OFFSET``: never a seed of a first try.
@@ -82,35 +80,22 @@ class JudgeBackend(Protocol):
 JudgeRequest = GenerationRequest
 
 
-# -- backend factory hook -----------------------------------------------------------------------
+# -- backend factory (injected, never global) ------------------------------------------------------
+#: How a validated ``judge:`` mapping (keys ``backend``, ``model``, ``base_url``, ``api_key_env``,
+#: ``adapter``, ``options``) becomes a backend. Evaluators may not import backend implementations,
+#: so whoever builds the suite (the engine: :func:`tunegate.engine.run.resolve_suite`) passes one
+#: to the judge evaluators' constructor (``judge_backends=``) through the evaluator registry.
 BackendFactory = Callable[[dict[str, Any]], JudgeBackend]
-_factory: BackendFactory | None = None
 
 
-def set_backend_factory(fn: BackendFactory | None) -> BackendFactory | None:
-    """Register how a ``judge:`` config mapping becomes a backend; returns the previous factory.
-
-    The engine registers one at startup (it may import backend implementations; evaluators may
-    not). The mapping has keys ``backend`` (local|openai), ``model``, ``base_url``, ``api_key_env``,
-    ``adapter`` and ``options``.
-    """
-    global _factory
-    previous, _factory = _factory, fn
-    return previous
-
-
-def get_backend_factory() -> BackendFactory | None:
-    return _factory
-
-
-def build_judge_backend(spec: Mapping[str, Any], *, evaluator: str) -> JudgeBackend:
-    """The backend for a validated judge mapping, through the registered factory."""
-    if _factory is None:
-        raise UserError("a judge is configured but no judge backend factory is registered (the engine "
-                        "registers one at startup; from Python call tunegate.evaluators.judge."
-                        "set_backend_factory, or pass a ready backend object as judge=...)",
+def build_judge_backend(spec: Mapping[str, Any], factory: BackendFactory | None, *, evaluator: str) -> JudgeBackend:
+    """The backend for a validated judge mapping, through the injected ``factory``."""
+    if factory is None:
+        raise UserError("a judge is configured but this evaluator was built without a judge backend factory "
+                        "(build the suite with tunegate.engine.run.resolve_suite, pass judge_backends=... to "
+                        "load_suite / Registry.create, or give a ready backend object as judge=...)",
                         field=f"evaluators.{evaluator}.judge")
-    backend = _factory(dict(spec))
+    backend = factory(dict(spec))
     if not isinstance(backend, JudgeBackend):
         raise UserError(f"the judge backend factory returned {type(backend).__name__}, not a backend",
                         field=f"evaluators.{evaluator}.judge")

@@ -6,9 +6,9 @@ is the candidate's own model or family gets a self-preference warning (:mod:`.ju
 A small local judge is a code path, not a signal (DESIGN §6: SmolLM2 judges at chance level);
 configure an OpenAI-compatible endpoint with a strong model for real judging.
 
-``judge`` config: ``{backend: local|openai, model, base_url, api_key_env, adapter, options}`` (built
-by the engine's factory, see :func:`tunegate.evaluators.judge.set_backend_factory`), or — from
-Python — a ready backend object.
+``judge`` config: ``{backend: local|openai|<plugin kind>, model, base_url, api_key_env, adapter,
+options}``, turned into a backend by the factory given to the constructor (``judge_backends=``;
+the engine's suite builder passes its own), or — from Python — a ready backend object.
 """
 
 from __future__ import annotations
@@ -21,7 +21,13 @@ from tunegate.core.example import Example
 from tunegate.core.result import EvalResult
 from tunegate.errors import EvaluatorError, UserError
 from tunegate.evaluators.base import EvalContext, Evaluator
-from tunegate.evaluators.judge import JudgeBackend, JudgeVerdict, RubricJudge, build_judge_backend
+from tunegate.evaluators.judge import (
+    BackendFactory,
+    JudgeBackend,
+    JudgeVerdict,
+    RubricJudge,
+    build_judge_backend,
+)
 from tunegate.evaluators.judge_prompt import JudgeItem
 from tunegate.evaluators.task_reference import (
     REFERENCE_FIELDS,
@@ -58,22 +64,33 @@ def parse_judge_spec(evaluator: str, value: Any) -> tuple[dict[str, Any] | None,
         raise UserError("must be a mapping {backend, model, base_url, api_key_env} or a backend object",
                         field=where)
     spec = parse_options(f"{evaluator}.judge", value, _JUDGE_KEYS)
-    if spec["backend"] not in ("local", "openai"):
-        raise UserError(f"backend must be 'local' or 'openai', got {spec['backend']!r}", field=where)
+    if not spec["backend"].strip():
+        raise UserError("backend must name a backend kind (local, openai or a plugin's)", field=where)
     if spec["backend"] == "local":
         spec["model"] = spec["model"] or DEFAULT_MODEL
         if spec["base_url"] is not None:
             raise UserError("base_url is only for backend: openai", field=where)
-    elif not spec["model"] or not spec["base_url"]:
+    elif spec["backend"] == "openai" and (not spec["model"] or not spec["base_url"]):
         raise UserError("backend openai needs 'model' and 'base_url'", field=where)
+    elif not spec["model"]:
+        raise UserError(f"backend {spec['backend']} needs 'model'", field=where)
     return spec, None
 
 
 class _JudgeEvaluator(Evaluator):
-    """Shared judge plumbing: options, lazy judge, identity, verdict → result."""
+    """Shared judge plumbing: options, lazy judge, identity, verdict → result.
+
+    ``judge_backends`` is how a ``judge:`` mapping becomes a backend; the registry passes it to
+    classes that set ``uses_judge_backends`` (see :meth:`tunegate.evaluators.registry.Registry.create`).
+    """
 
     default_scale: ClassVar[str] = "1-5"
     judge_required: ClassVar[bool] = True
+    uses_judge_backends: ClassVar[bool] = True
+
+    def __init__(self, *, judge_backends: BackendFactory | None = None, **config: Any) -> None:
+        self._judge_factory = judge_backends
+        super().__init__(**config)
 
     def _judge_options(self, config: dict[str, Any], extra: Mapping[str, tuple[Any, Any]]) -> dict[str, Any]:
         where = f"evaluators.{self.name}"
@@ -113,7 +130,7 @@ class _JudgeEvaluator(Evaluator):
             spec = self._judge_spec
             if spec is None:
                 raise UserError("no judge is configured", field=f"evaluators.{self.name}.judge")
-            backend = self._judge_backend or build_judge_backend(spec, evaluator=self.name)
+            backend = self._judge_backend or build_judge_backend(spec, self._judge_factory, evaluator=self.name)
             c = self.config
             self._judge_obj = RubricJudge(backend, self._rubric(), scale=c["scale"], temperature=c["temperature"],
                                           samples=c["samples"], seed=c["seed"], max_tokens=c["max_tokens"],

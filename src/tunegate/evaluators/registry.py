@@ -8,10 +8,13 @@ from __future__ import annotations
 from collections.abc import Iterable
 from importlib.metadata import entry_points
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from tunegate.errors import UserError
 from tunegate.evaluators.base import Evaluator
+
+if TYPE_CHECKING:
+    from tunegate.evaluators.judge import BackendFactory
 
 __all__ = ["ENTRY_POINT_GROUP", "Registry", "default_registry", "load_suite"]
 
@@ -42,9 +45,14 @@ class Registry:
             raise UserError(f"unknown evaluator {name!r}; known: {', '.join(self.names())}",
                             field="evaluators") from None
 
-    def create(self, name: str, **config: Any) -> Evaluator:
+    def create(self, name: str, *, judge_backends: BackendFactory | None = None, **config: Any) -> Evaluator:
+        """An evaluator from its config. ``judge_backends`` (how a ``judge:`` mapping becomes a
+        backend) is injected into classes that declare ``uses_judge_backends = True``; others never
+        see it, so it cannot collide with their options."""
         cls = self.get(name)
         try:
+            if getattr(cls, "uses_judge_backends", False):
+                return cls(judge_backends=judge_backends, **config)  # type: ignore[call-arg]
             return cls(**config)
         except UserError:
             raise
@@ -77,14 +85,15 @@ def default_registry() -> Registry:
 
 
 def load_suite(spec: str | Iterable[str] | None, *, registry: Registry | None = None,
-               default: Iterable[str] = ()) -> list[Evaluator]:
+               default: Iterable[str] = (), judge_backends: BackendFactory | None = None) -> list[Evaluator]:
     """Build evaluators from ``"a,b,c"``, a YAML file, or a list of names.
 
     The YAML form is a mapping ``name: {option: value}`` or a list of names / ``{name: options}``.
+    ``judge_backends`` is handed to judge evaluators (see :meth:`Registry.create`).
     """
     reg = registry or default_registry()
     if spec is None:
-        return [reg.create(n) for n in default]
+        return [reg.create(n, judge_backends=judge_backends) for n in default]
     items: list[tuple[str, dict[str, Any]]] = []
     file: str | None = None
     if isinstance(spec, str) and (spec.endswith((".yaml", ".yml")) or Path(spec).is_file()):
@@ -120,7 +129,7 @@ def load_suite(spec: str | Iterable[str] | None, *, registry: Registry | None = 
             raise UserError(f"evaluator {n!r} listed twice", file=file, field="evaluators")
         seen.add(n)
         try:
-            out.append(reg.create(n, **cfg))
+            out.append(reg.create(n, judge_backends=judge_backends, **cfg))
         except UserError as e:
             raise e.located(file=file) from None
     return out

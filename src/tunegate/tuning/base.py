@@ -10,7 +10,6 @@ algorithm only.
 
 from __future__ import annotations
 
-import importlib
 import random
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -25,18 +24,13 @@ from tunegate.tuning.budget import BudgetMeter
 from tunegate.tuning.harness import EvalBatch, TaskHarness
 from tunegate.tuning.history import History, Proposal, ProposalStatus
 from tunegate.tuning.reflection import Reflector
+from tunegate.tuning.registry import OPTIMIZERS, default_optimizers
 
 __all__ = ["OPTIMIZERS", "Optimizer", "ProgressFn", "TuneContext", "load_optimizer", "with_instruction"]
 
 #: Called after every recorded proposal with the history (for progress bars and plots).
 ProgressFn = Callable[[History, BudgetMeter], None]
 
-#: Built-in optimizers, imported only when chosen.
-OPTIMIZERS: dict[str, str] = {
-    "gepa": "tunegate.tuning.gepa:GEPA",
-    "protegi": "tunegate.tuning.protegi:ProTeGi",
-    "promptwizard": "tunegate.tuning.promptwizard:PromptWizard",
-}
 
 
 def with_instruction(prompt: PromptTemplate, text: str) -> PromptTemplate:
@@ -118,18 +112,17 @@ class Optimizer(Protocol):
     name: ClassVar[str]
     #: Pydantic model of the optimizer's settings (extra="forbid"), validated from CLI/YAML.
     Settings: ClassVar[type[BaseModel]]
+    #: The validated settings it was built with (recorded in the history's config hash).
+    settings: BaseModel
 
     async def optimize(self, ctx: TuneContext) -> None:
         """Record proposals in ``ctx.history``; may raise BudgetExhausted to stop."""
         ...
 
 
-def load_optimizer(method: str, settings: dict[str, Any] | None = None, *, source: str | None = None) -> Any:
-    """Instantiate a built-in optimizer by name with validated settings."""
-    if method not in OPTIMIZERS:
-        raise UserError(f"unknown method {method!r}; choose from {sorted(OPTIMIZERS)}", field="method")
-    mod, _, cls_name = OPTIMIZERS[method].partition(":")
-    cls = getattr(importlib.import_module(mod), cls_name)
+def load_optimizer(method: str, settings: dict[str, Any] | None = None, *, source: str | None = None) -> Optimizer:
+    """Instantiate a registered optimizer (built-in or plugin) by name with validated settings."""
+    cls: Any = default_optimizers().get(method)
     try:
         s = cls.Settings.model_validate(settings or {})
     except ValidationError as e:

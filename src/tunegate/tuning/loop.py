@@ -14,9 +14,9 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from tunegate.core.candidate import CandidateSpec
 from tunegate.core.policy import GatePolicy
@@ -24,7 +24,6 @@ from tunegate.errors import UserError
 
 __all__ = ["LoopConfig", "LoopResult", "RoundRecord", "TuneStep", "load_loop_config", "run_loop"]
 
-Method = Literal["gepa", "protegi", "promptwizard", "lora"]
 
 
 class LoopConfig(BaseModel):
@@ -36,7 +35,8 @@ class LoopConfig(BaseModel):
     candidate: str = Field(description="Incumbent candidate YAML: the first seed and every round's gate baseline.")
     policy: str = Field(description="Gate policy YAML.")
     rounds: int = Field(default=3, ge=1, le=50, description="Most rounds to try.")
-    method: Method = Field(default="gepa", description="What each round tunes with.")
+    method: str = Field(default="gepa", description="What each round tunes with: lora or a prompt optimizer "
+                                                    "(gepa, protegi, promptwizard, or a plugin's).")
     target_cohort: str | None = Field(default=None, description="Tune on rows of this cohort only (gating still "
                                                                 "uses the whole test split, so regressions elsewhere block).")
     budget: int = Field(default=100, ge=1, description="Metric calls per round (prompt methods).")
@@ -46,6 +46,16 @@ class LoopConfig(BaseModel):
     split_alpha: bool = Field(default=True, description="Gate each round at alpha/rounds (Bonferroni).")
     seed: int = Field(default=0, description="Base random seed; round r uses seed + r.")
     source: str | None = Field(default=None, exclude=True)
+
+    @field_validator("method")
+    @classmethod
+    def _method(cls, v: str) -> str:
+        from tunegate.tuning.registry import default_optimizers
+
+        known = ["lora", *default_optimizers().names()]
+        if v not in known:
+            raise ValueError(f"unknown method {v!r}; choose from {known}")
+        return v
 
     def path(self, p: str) -> Path:
         q = Path(p)

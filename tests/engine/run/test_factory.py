@@ -1,0 +1,57 @@
+"""Backends are registered like evaluators: built-ins and plugins through one registry."""
+
+from __future__ import annotations
+
+import pytest
+
+from tests.fakes import FakeBackend
+from tunegate.backends.base import Backend
+from tunegate.backends.registry import ENTRY_POINT_GROUP, BackendRegistry, default_backends
+from tunegate.core.candidate import CandidateSpec
+from tunegate.engine.run.factory import make_backend, make_judge_backend
+from tunegate.errors import UserError
+
+
+def test_builtins_are_registered() -> None:
+    assert {"local", "openai"} <= set(default_backends().names())
+    b = make_backend(CandidateSpec(backend="openai", model="m", base_url="http://127.0.0.1:9/v1",
+                                   options={"concurrency": 2}))
+    assert b.kind == "openai" and b.max_batch == 2
+
+
+def test_a_plugin_kind_builds_through_the_registry() -> None:
+    reg = BackendRegistry()
+    made: list[CandidateSpec] = []
+
+    def build(spec: CandidateSpec) -> Backend:
+        made.append(spec)
+        return FakeBackend(name=spec.model)
+
+    reg.add("myserver", build)
+    spec = CandidateSpec(backend="myserver", model="m1")  # core accepts any well-formed kind name
+    backend = reg.create(spec)
+    assert backend.identity() == {"kind": "fake", "model": "m1"} and made == [spec]
+    with pytest.raises(ValueError, match="registered twice"):
+        reg.add("myserver", lambda s: FakeBackend())
+
+
+def test_unknown_kind_is_the_candidate_files_error() -> None:
+    spec = CandidateSpec(backend="nosuch", model="m", source="cand.yaml")
+    with pytest.raises(UserError, match=f"unknown backend 'nosuch'.*{ENTRY_POINT_GROUP}") as e:
+        make_backend(spec)
+    assert e.value.file == "cand.yaml" and e.value.field == "backend"
+
+
+def test_bad_options_name_the_field() -> None:
+    with pytest.raises(UserError) as e:
+        make_backend(CandidateSpec(backend="local", options={"batch_size": "8"}, source="c.yaml"))
+    assert e.value.field == "options.batch_size"
+    with pytest.raises(UserError, match="unknown option"):
+        make_backend(CandidateSpec(backend="openai", model="m", base_url="http://x/v1", options={"nope": 1}))
+
+
+def test_judge_backends_use_the_same_registry() -> None:
+    b = make_judge_backend({"backend": "openai", "model": "judge", "base_url": "http://127.0.0.1:9/v1"})
+    assert b.identity()["model"] == "judge"
+    with pytest.raises(UserError, match="unknown backend"):
+        make_judge_backend({"backend": "nosuch", "model": "judge"})

@@ -1,7 +1,7 @@
 """tunegate: decide, with evidence, whether a tuned LLM candidate may replace the model in production.
 
 The domain types import eagerly (they are light); the API functions (``run``, ``gate``,
-``gate_detailed``, ``load_policy``) import the engine on first use so ``import tunegate`` stays cheap.
+``gate_detailed``, ``tune_prompt``) import the engine on first use so ``import tunegate`` stays cheap.
 """
 
 from __future__ import annotations
@@ -46,9 +46,10 @@ __all__ = [
     "load_dataset",
     "load_policy",
     "run",
+    "tune_prompt",
 ]
 
-_LAZY = {"run", "gate", "gate_detailed"}
+_LAZY = {"run", "gate", "gate_detailed", "tune_prompt"}
 
 
 def __getattr__(name: str) -> Any:

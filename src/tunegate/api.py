@@ -1,4 +1,5 @@
-"""The Python API, mirroring the CLI: ``run`` a candidate, ``gate`` two runs or two candidates.
+"""The Python API, mirroring the CLI: ``run`` a candidate, ``gate`` two runs or two candidates,
+``tune_prompt`` a candidate's prompt (optimise on train/dev, gate the best on test).
 
 >>> import tunegate
 >>> verdict = tunegate.gate(dataset="examples/support/dataset.jsonl",
@@ -12,8 +13,9 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
+from typing import Any
 
 from tunegate.core.candidate import CandidateSpec, load_candidate
 from tunegate.core.dataset import Dataset
@@ -22,21 +24,25 @@ from tunegate.core.loading import load_dataset
 from tunegate.core.policy import GatePolicy, load_policy
 from tunegate.core.verdict import Verdict
 from tunegate.engine.gate.runs import GateResult, gate_runs
+from tunegate.engine.run.ensure import ensure_run
 from tunegate.engine.run.executor import ProgressHook, RunSummary, execute
-from tunegate.engine.run.factory import install_judge_factory, make_backend
+from tunegate.engine.run.factory import make_backend
 from tunegate.engine.run.plan import plan_run
 from tunegate.engine.run.suite import resolve_suite
 from tunegate.prompts import PromptRegistry, resolve_candidate
 from tunegate.report.files import write_report
 from tunegate.store.sqlite import Store
+from tunegate.tuning.base import ProgressFn
+from tunegate.tuning.budget import Budget
+from tunegate.tuning.objective import Objective
+from tunegate.tuning.workflow import PromptTuneResult, plan_prompt_tune, run_prompt_tune
 
-__all__ = ["ensure_run", "gate", "gate_detailed", "run"]
+__all__ = ["ensure_run", "gate", "gate_detailed", "run", "tune_prompt"]
 
 PathLike = str | Path
 
 
 def _dataset(d: PathLike | Dataset) -> Dataset:
-    install_judge_factory()
     return d if isinstance(d, Dataset) else load_dataset(d)
 
 
@@ -64,23 +70,6 @@ def run(dataset: PathLike | Dataset, candidate: PathLike | CandidateSpec, *,
     backend = make_backend(cand)
     with Store(db) as store:
         return asyncio.run(execute(plan, store, backend, resume=resume, use_cache=use_cache, progress=progress))
-
-
-def ensure_run(store: Store, dataset: Dataset, candidate: CandidateSpec, evaluators: str | Sequence[str] | None,
-               *, split: Split | None = None, cohorts: Sequence[str] | None = None, limit: int | None = None,
-               progress: ProgressHook | None = None) -> tuple[str, bool]:
-    """The id of a finished run with this exact identity, running it first if missing.
-
-    Returns (run id, whether it was reused). Unfinished runs of the identity are resumed.
-    """
-    candidate = _candidate(candidate, store)
-    plan = plan_run(dataset, resolve_suite(evaluators, dataset), candidate=candidate, split=split,
-                    cohorts=cohorts, limit=limit)
-    existing = store.latest_finished(plan.identity)
-    if existing is not None:
-        return existing, True
-    summary = asyncio.run(execute(plan, store, make_backend(candidate), resume=True, progress=progress))
-    return summary.run_id, False
 
 
 def gate_detailed(*, baseline: str | PathLike | CandidateSpec, candidate: str | PathLike | CandidateSpec,
@@ -118,3 +107,38 @@ def gate_detailed(*, baseline: str | PathLike | CandidateSpec, candidate: str | 
 def gate(**kw: object) -> Verdict:
     """Like :func:`gate_detailed`, returning only the :class:`Verdict` (``.decision``, ``.rules``)."""
     return gate_detailed(**kw).verdict  # type: ignore[arg-type]
+
+
+def tune_prompt(*, dataset: PathLike | Dataset, candidate: PathLike | CandidateSpec, policy: PathLike | GatePolicy,
+                method: str, budget: int | Budget, out_dir: PathLike, objective: str | Objective | None = None,
+                evaluators: str | Sequence[str] | None = None, floors: Mapping[str, float] | None = None,
+                max_prompt_tokens: int | None = None, max_wall: float | None = None, max_tokens: int | None = None,
+                reflection: PathLike | CandidateSpec | None = None, reflection_max_tokens: int = 384,
+                settings: PathLike | Mapping[str, Any] | None = None, random_seed: int = 0,
+                prompt_name: str | None = None, db: PathLike | None = None, gate: bool = True,
+                progress: ProgressFn | None = None, gate_progress: ProgressHook | None = None) -> PromptTuneResult:
+    """Optimise ``candidate``'s prompt on ``dataset``'s train/dev rows, then gate the best on test.
+
+    The same workflow as ``tunegate tune prompt`` (:mod:`tunegate.tuning.workflow`): ``method``
+    (gepa, protegi, promptwizard or a plugin's) spends ``budget`` metric calls; the seed and every
+    accepted proposal become prompt versions (``prompt_name``, default the candidate's name) with
+    their lineage; ``out_dir`` receives ``history.json``, ``score-vs-calls.png``, ``candidate.yaml``
+    and, when the best beat the seed, the test-split gate report in ``gate/``. The objective
+    defaults to the policy's headline evaluator (or, without one, its gated evaluators).
+
+    >>> res = tunegate.tune_prompt(dataset="examples/support/dataset.jsonl",
+    ...                            candidate="examples/support/incumbent.yaml",
+    ...                            policy="examples/support/policy.yaml", method="gepa", budget=60,
+    ...                            out_dir="tune-out")  # doctest: +SKIP
+    >>> res.decision, res.candidate_path  # doctest: +SKIP
+    """
+    plan = plan_prompt_tune(method=method, dataset=dataset, candidate=candidate, policy=policy, budget=budget,
+                            out=out_dir, objective=objective, evaluators=evaluators, floors=floors,
+                            max_prompt_tokens=max_prompt_tokens, max_wall=max_wall, max_tokens=max_tokens,
+                            reflection=reflection, reflection_max_tokens=reflection_max_tokens, settings=settings,
+                            random_seed=random_seed, prompt_name=prompt_name)
+    with Store(db) as store:
+        result = run_prompt_tune(plan, store, gate=gate, progress=progress, gate_progress=gate_progress)
+    if result.gate is not None:
+        write_report(result.gate, Path(out_dir) / "gate")
+    return result

@@ -34,24 +34,25 @@ def find_example_dir(name: str = "support") -> Path:
 @click.option("--dir", "example_dir", type=click.Path(file_okay=False), default=None,
               help="Example folder with dataset.jsonl, incumbent.yaml, policy.yaml (and <method>.yaml settings).")
 @click.option("--report-dir", type=click.Path(file_okay=False), default="tunegate-report", show_default=True)
-@click.option("--method", type=click.Choice(["gepa", "protegi", "promptwizard"]), default="promptwizard",
-              show_default=True, help="Prompt optimizer that produces the candidate.")
+@click.option("--method", default="promptwizard", show_default=True,
+              help="Prompt optimizer that produces the candidate (gepa, protegi, promptwizard or a plugin's).")
 @click.option("--budget", type=int, default=100, show_default=True, help="Metric calls the optimizer may spend.")
 @click.pass_obj
 def demo_command(obj: common.Context, example_dir: str | None, report_dir: str, method: str, budget: int) -> int:
     """Tune the incumbent's prompt briefly, gate the result on the test split, write the report."""
     from tunegate.backends.models import resolve_model
-    from tunegate.cli.tune_prompt import plan_tune, tune_and_gate
+    from tunegate.cli.tune_prompt import tune_and_gate
     from tunegate.store.sqlite import default_db_path
+    from tunegate.tuning.workflow import plan_prompt_tune
 
     t0 = time.perf_counter()
     folder = Path(example_dir) if example_dir else find_example_dir()
     settings = folder / f"{method}.yaml"
-    plan = plan_tune(method=method, dataset_path=folder / "dataset.jsonl", candidate_path=folder / "incumbent.yaml",
-                     objective=None, evaluators=None, policy_path=folder / "policy.yaml", budget=budget,
-                     reflection_max_tokens=160, settings_path=settings if settings.exists() else None,
-                     prompt_name="support-agent", report_dir=report_dir)
-    ds = plan.ds
+    plan = plan_prompt_tune(method=method, dataset=folder / "dataset.jsonl", candidate=folder / "incumbent.yaml",
+                            policy=folder / "policy.yaml", budget=budget, reflection_max_tokens=160,
+                            settings=settings if settings.exists() else None, prompt_name="support-agent",
+                            out=report_dir)
+    ds = plan.dataset
     con = common.out_console()
     splits = ds.split_counts()
     con.print(f"[bold]tunegate demo[/]: {len(ds)} rows of {folder}/dataset.jsonl "

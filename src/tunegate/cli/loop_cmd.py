@@ -2,14 +2,20 @@
 
 from __future__ import annotations
 
-import asyncio
 import json
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING
 
 import click
 
 from tunegate.cli import common
+
+if TYPE_CHECKING:
+    from tunegate.core.candidate import CandidateSpec
+    from tunegate.core.dataset import Dataset
+    from tunegate.core.policy import GatePolicy
+    from tunegate.engine.gate.runs import GateResult
+    from tunegate.tuning.loop import LoopConfig, RoundRecord, TuneStep
 
 __all__ = ["register"]
 
@@ -29,6 +35,7 @@ def loop_command(obj: common.Context, config_path: str, report_dir: str, as_json
     from tunegate.core.loading import load_dataset
     from tunegate.core.policy import load_policy
     from tunegate.tuning.loop import load_loop_config, run_loop
+    from tunegate.tuning.workflow import gate_evaluators
 
     cfg = load_loop_config(config_path)
     ds = load_dataset(cfg.path(cfg.dataset))
@@ -42,25 +49,26 @@ def loop_command(obj: common.Context, config_path: str, report_dir: str, as_json
     out = Path(report_dir)
     out.mkdir(parents=True, exist_ok=True)
     con = common.out_console()
-    gate_evs = list(dict.fromkeys(policy.gated_evaluators() + policy.cohort_evaluators()))
+    gate_evs = gate_evaluators(policy)
 
-    def tune(r: int, seed: Any) -> Any:
+    def tune(r: int, seed: CandidateSpec) -> TuneStep:
         con.print(f"[bold]round {r}[/]: {cfg.method} from {seed.hash[:16]}")
         if cfg.method == "lora":
             return _tune_lora(cfg, ds, incumbent, policy, out / f"round-{r}", obj, r, gate_evs)
-        return _tune_prompt(cfg, ds, seed, policy, out / f"round-{r}", obj, r, gate_evs)
+        return _tune_prompt(cfg, ds, seed, policy, out / f"round-{r}", obj, r)
 
-    def gate(r: int, cand: Any, pol: Any) -> Any:
-        from tunegate.api import gate_detailed
+    def gate(r: int, cand: CandidateSpec, pol: GatePolicy) -> GateResult:
+        from tunegate.prompts import PromptRegistry, resolve_candidate
         from tunegate.report.files import write_report
+        from tunegate.tuning.workflow import gate_on_test
 
-        with common.progress_bar(f"round {r}: gating on test", 1) as hook:
-            res = gate_detailed(baseline=incumbent, candidate=cand, policy=pol, dataset=ds, evaluators=gate_evs,
-                                split="test", db=obj.db, progress=hook)
+        with obj.store() as store, common.progress_bar(f"round {r}: gating on test", 1) as hook:
+            base = resolve_candidate(incumbent, PromptRegistry(store))
+            res = gate_on_test(store, ds, base, cand, pol, gate_evs, progress=hook)
         write_report(res, out / f"round-{r}" / "gate")
         return res
 
-    def on_round(rec: Any) -> None:
+    def on_round(rec: RoundRecord) -> None:
         con.print(f"  round {rec.round}: dev {_f(rec.dev_seed)} → {_f(rec.dev_best)} · gate {rec.decision} "
                   f"(alpha {rec.alpha:.4f}, {rec.wall_s:.0f}s)")
         for b in rec.blocking[:3]:
@@ -80,47 +88,34 @@ def _f(x: float | None) -> str:
     return "-" if x is None else f"{x:.3f}"
 
 
-def _tune_prompt(cfg: Any, ds: Any, seed: Any, policy: Any, out: Path, obj: common.Context, r: int,
-                 gate_evs: list[str]) -> Any:
-    from tunegate.backends.models import resolve_model
-    from tunegate.engine.run.factory import make_backend
-    from tunegate.engine.run.suite import resolve_suite
-    from tunegate.tuning.budget import Budget
+def _tune_prompt(cfg: LoopConfig, ds: Dataset, seed: CandidateSpec, policy: GatePolicy, out: Path,
+                 obj: common.Context, r: int) -> TuneStep:
+    """One prompt round through the library workflow (no gate here: the loop gates every round)."""
     from tunegate.tuning.loop import TuneStep
-    from tunegate.tuning.objective import Objective
-    from tunegate.tuning.plot import plot_history
-    from tunegate.tuning.session import optimize_prompt
+    from tunegate.tuning.workflow import plan_prompt_tune, run_prompt_tune
 
     rows = ds.with_cohorts([cfg.target_cohort]) if cfg.target_cohort else ds
-    objective = Objective.parse(cfg.objective or policy.headline.evaluator)
-    suite = resolve_suite(list(dict.fromkeys(objective.evaluators + gate_evs)), rows)
-    if seed.backend == "local":
-        resolve_model(seed.model)
+    plan = plan_prompt_tune(method=cfg.method, dataset=rows, candidate=seed, policy=policy, budget=cfg.budget,
+                            objective=cfg.objective, settings=cfg.settings, random_seed=cfg.seed + r,
+                            reflection_max_tokens=None, prompt_name=seed.name.split("+")[0], out=out)
     with obj.store() as store:
-        outcome = asyncio.run(optimize_prompt(dataset=rows, seed=seed, evaluators=suite, objective=objective,
-                                              method=cfg.method, budget=Budget(metric_calls=cfg.budget),
-                                              task_backend=make_backend(seed), cache=store, settings=cfg.settings,
-                                              random_seed=cfg.seed + r))
-        from tunegate.cli.tune_prompt import _commit_versions, with_version
-
-        versions, best_ref = _commit_versions(store, outcome, seed.name.split("+")[0], cfg.method)
-    outcome.history.write(out / "history.json")
-    plot_history(outcome.history, out / "score-vs-calls.png")
-    cand = with_version(outcome.candidate, best_ref)
-    return TuneStep(cand, outcome.seed.dev_mean, outcome.best.dev_mean,
-                    {"spent": outcome.spent, "stopped": outcome.stopped, "versions": versions})
+        res = run_prompt_tune(plan, store, gate=False)
+    o = res.outcome
+    return TuneStep(res.candidate, o.seed.dev_mean, o.best.dev_mean,
+                    {"spent": o.spent, "stopped": o.stopped, "versions": res.versions})
 
 
-def _tune_lora(cfg: Any, ds: Any, incumbent: Any, policy: Any, out: Path, obj: common.Context, r: int,
-               gate_evs: list[str]) -> Any:
+def _tune_lora(cfg: LoopConfig, ds: Dataset, incumbent: CandidateSpec, policy: GatePolicy, out: Path,
+               obj: common.Context, r: int, gate_evs: list[str]) -> TuneStep:
     """One LoRA round: train from the incumbent's base weights (seed + r) on the train split of the
     target rows, then score seed and adapter on dev. Rounds do not stack adapters (PEFT adapters on
     an adapter are not a servable candidate); they differ by seed and keep the best."""
-    from tunegate.api import ensure_run
+    from tunegate.engine.run.ensure import ensure_run
     from tunegate.tuning.loop import TuneStep
     from tunegate.tuning.weights.config import load_tune_config
     from tunegate.tuning.weights.manifest import register_candidate
     from tunegate.tuning.weights.run import tune_weights
+    from tunegate.tuning.workflow import default_objective
 
     rows = ds.with_cohorts([cfg.target_cohort]) if cfg.target_cohort else ds
     assert cfg.lora_config is not None
@@ -129,11 +124,12 @@ def _tune_lora(cfg: Any, ds: Any, incumbent: Any, policy: Any, out: Path, obj: c
     res = tune_weights("lora", dataset=rows, candidate=incumbent, out=out / "lora", config=tc)
     with obj.store() as store:
         cand = register_candidate(store, res.candidate_path)
-        head = policy.headline.evaluator
-        means = []
+        # dev score: the objective a prompt round would use (headline, else every gated evaluator)
+        heads = [n.split("=")[0] for n in (cfg.objective or default_objective(policy)).split(",")]
+        means: list[float | None] = []
         for c in (incumbent, cand):
             run_id, _ = ensure_run(store, rows, c, gate_evs, split="dev")
-            scores = [x.score for row in store.rows(run_id) for x in row.scores.get(head, [])
+            scores = [x.score for row in store.rows(run_id) for h in heads for x in row.scores.get(h, [])
                       if x.status == "ok" and x.score is not None]
             means.append(sum(scores) / len(scores) if scores else None)
     return TuneStep(cand, means[0], means[1], {"manifest": res.manifest.get("metrics", {}),

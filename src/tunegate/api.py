@@ -29,6 +29,7 @@ from tunegate.engine.run.executor import ProgressHook, RunSummary, execute
 from tunegate.engine.run.factory import make_backend
 from tunegate.engine.run.plan import plan_run
 from tunegate.engine.run.suite import resolve_suite
+from tunegate.errors import UserError
 from tunegate.prompts import PromptRegistry, resolve_candidate
 from tunegate.report.files import write_report
 from tunegate.store.sqlite import Store
@@ -59,8 +60,13 @@ def _policy(p: PathLike | GatePolicy) -> GatePolicy:
 def run(dataset: PathLike | Dataset, candidate: PathLike | CandidateSpec, *,
         evaluators: str | Sequence[str] | None = None, split: Split | None = None,
         cohorts: Sequence[str] | None = None, limit: int | None = None, db: PathLike | None = None,
-        resume: bool = False, use_cache: bool = True, progress: ProgressHook | None = None) -> RunSummary:
-    """Generate and evaluate ``candidate`` on ``dataset`` (cached, resumable)."""
+        resume: bool = False, use_cache: bool = True, progress: ProgressHook | None = None,
+        executor: str = "local", workers: int | None = None) -> RunSummary:
+    """Generate and evaluate ``candidate`` on ``dataset`` (cached, resumable).
+
+    ``executor="ray"`` scores the rows on Ray workers (``RAY_ADDRESS``, else a local Ray
+    instance; ``workers`` actors), with the same stored result as the local executor.
+    """
     ds = _dataset(dataset)
     cand = _candidate(candidate)
     if cand.prompt.ref is not None:  # the registry lives in the store: open it early only for this
@@ -69,6 +75,13 @@ def run(dataset: PathLike | Dataset, candidate: PathLike | CandidateSpec, *,
     plan = plan_run(ds, resolve_suite(evaluators, ds), candidate=cand, split=split, cohorts=cohorts, limit=limit)
     backend = make_backend(cand)
     with Store(db) as store:
+        if executor == "ray":
+            from tunegate.engine.run.ray_executor import RayOptions, run_plan_ray
+
+            return run_plan_ray(plan, store, resume=resume, use_cache=use_cache, progress=progress,
+                                options=RayOptions(workers=workers))
+        if executor != "local":
+            raise UserError(f"unknown executor {executor!r} (local or ray)", field="executor")
         return asyncio.run(execute(plan, store, backend, resume=resume, use_cache=use_cache, progress=progress))
 
 

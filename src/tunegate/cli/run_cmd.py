@@ -52,10 +52,15 @@ def print_summary(s: RunSummary) -> None:
 @click.option("--resume", is_flag=True, help="Continue the latest unfinished run with the same identity.")
 @click.option("--no-cache", is_flag=True, help="Bypass the model-call cache (no reads, no writes).")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object instead of tables.")
+@click.option("--executor", type=click.Choice(["local", "ray"]), default="local", show_default=True,
+              help="local: this process; ray: Ray workers (cluster at RAY_ADDRESS, else a local Ray instance).")
+@click.option("--workers", type=click.IntRange(min=1), default=None,
+              help="Ray workers (default: one per CPU of the cluster).")
 @click.pass_obj
 def run_command(obj: common.Context, dataset_path: str, candidate_path: str | None, outputs_path: str | None,
                 evaluators: str | None, split: str | None, split_ratios: str | None, cohorts: tuple[str, ...],
-                limit: int | None, resume: bool, no_cache: bool, as_json: bool) -> int:
+                limit: int | None, resume: bool, no_cache: bool, as_json: bool, executor: str = "local",
+                workers: int | None = None) -> int:
     """Generate and evaluate every selected row; prints the run id and a per-evaluator summary."""
     if (candidate_path is None) == (outputs_path is None):
         raise UserError("give exactly one of --candidate and --outputs", field="--candidate")
@@ -71,8 +76,14 @@ def run_command(obj: common.Context, dataset_path: str, candidate_path: str | No
     backend = make_backend(cand) if cand is not None else None
     label = f"{cand.name if cand else 'outputs'} · {short(plan.candidate_hash)}"
     with obj.store() as store, common.progress_bar(label, len(plan.rows)) as hook:
-        summary = asyncio.run(execute(plan, store, backend, resume=resume, use_cache=not no_cache,
-                                      progress=hook))
+        if executor == "ray":
+            from tunegate.engine.run.ray_executor import RayOptions, run_plan_ray
+
+            summary = run_plan_ray(plan, store, resume=resume, use_cache=not no_cache, progress=hook,
+                                   options=RayOptions(workers=workers))
+        else:
+            summary = asyncio.run(execute(plan, store, backend, resume=resume, use_cache=not no_cache,
+                                          progress=hook))
     if as_json:
         common.print_json(summary.to_dict())
     else:

@@ -69,7 +69,7 @@ def test_promote_refuses_a_verdict_for_another_dataset(setup, tmp_path: Path) ->
         update={"dataset_hash": "ds-golden"})})
     cfg = cfg.model_copy(update={"routes": [route]})
     v = _verdict(store, tmp_path, h, dataset_hash="ds-other")
-    with pytest.raises(UserError, match="refused by dataset identity: .*ds-other.*requires ds-golden"):
+    with pytest.raises(UserError, match=r"refused by dataset identity: .*ds-other.*requires ds-golden"):
         promote(store, cfg, hashes, "support", "tuned", v, 10, "alice", "canary")
     v = _verdict(store, tmp_path, h, dataset_hash="ds-golden")
     assert promote(store, cfg, hashes, "support", "tuned", v, 10, "alice", "canary")[0].allowed
@@ -93,7 +93,7 @@ def test_evaluator_identity_required_by_the_route(setup, tmp_path: Path) -> None
         update={"evaluators": ["exact", "json_validation"]})})
     cfg = cfg.model_copy(update={"routes": [route]})
     v = _verdict(store, tmp_path, h, evaluators=("exact",))
-    with pytest.raises(UserError, match="refused by evaluator identity: .*json_validation"):
+    with pytest.raises(UserError, match=r"refused by evaluator identity: .*json_validation"):
         promote(store, cfg, hashes, "support", "tuned", v, 10, "alice", "canary")
 
 
@@ -133,7 +133,7 @@ def test_cli_promote_refusal_exits_2_and_names_the_rule(setup, tmp_path: Path, t
                                                        capsys: pytest.CaptureFixture[str]) -> None:  # type: ignore[no-untyped-def]
     from tunegate.cli.main import main
 
-    store, cfg, h, hashes = setup
+    store, _cfg, h, _hashes = setup
     v = _verdict(store, tmp_path, h, "BLOCK", rules=[rule("guard 2", "fail")])
     db = str(tmp_path / "db.sqlite")
     code = main(["--db", db, "rollout", "promote", "--config", str(two_arm_config), "--route", "support",

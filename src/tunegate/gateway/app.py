@@ -100,6 +100,14 @@ def create_app(config_path: str | Path, *, db: str | Path | None = None, use_sto
         data, ctype = gw.metrics.render()
         return Response(data, media_type=ctype)
 
+    async def feedback(request: Request) -> Response:
+        from tunegate.gateway.feedback import handle_feedback
+
+        if (denied := _auth(request)) is not None:
+            return denied
+        status, data = await handle_feedback(gw, await request.body())
+        return JSONResponse(data, status)
+
     async def openapi(request: Request) -> Response:
         return JSONResponse(openapi_document())
 
@@ -107,6 +115,7 @@ def create_app(config_path: str | Path, *, db: str | Path | None = None, use_sto
         Route("/v1/chat/completions", chat, methods=["POST"]),
         Route("/v1/models", models, methods=["GET"]),
         Route("/v1/rollout", rollout, methods=["GET"]),
+        Route("/v1/feedback", feedback, methods=["POST"]),
         Route("/healthz", health, methods=["GET"]),
         Route("/metrics", metrics, methods=["GET"]),
         Route("/openapi.json", openapi, methods=["GET"]),

@@ -22,7 +22,7 @@ import random
 import time
 import uuid
 from collections.abc import AsyncIterator, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any
 
 from tunegate.errors import UserError
@@ -271,6 +271,8 @@ async def handle_chat(gw: Gateway, raw: bytes, headers: Mapping[str, str]) -> Ou
                          auth.key.tenant if auth.key else None, body.get("user"), rid)
     hashes = snap.hashes[route.name]
     choice = choose_arm(route, facts, snap.state, hashes)
+    if choice.cohort is not None and choice.cohort in gw.cohort_blocks.get((route.name, choice.arm), ()):
+        choice = replace(choice, arm=route.baseline, reason="cohort_rolled_back")  # release controller
     plan = [choice.arm] + [a for a in route.fallback if a != choice.arm and
                            (a == route.baseline or snap.state.released(route.name, a, hashes[a]))]
     stream = bool(body.get("stream"))

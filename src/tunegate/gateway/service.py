@@ -109,6 +109,10 @@ class Gateway:
         self.request_hooks: list[RequestHook] = list(request_hooks or [])
         #: Wraps every upstream attempt (tracing); no-op by default.
         self.span_hook: SpanHook = span_hook or noop_span
+        #: Cohorts the release controller rolled back, per (route, arm): they are served by the baseline.
+        self.cohort_blocks: dict[tuple[str, str], frozenset[str]] = {}
+        #: Awaited with each stored ``POST /v1/feedback`` row (gateway.feedback; the controller listens).
+        self.feedback_hooks: list[Any] = []
         self.metrics = Metrics()
         self.snap: Snapshot | None = None
         self.limiter: Limiter | None = None

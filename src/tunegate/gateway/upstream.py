@@ -34,7 +34,8 @@ __all__ = ["HTTPUpstream", "LocalUpstream", "Upstream", "UpstreamError", "make_u
 
 class UpstreamError(Exception):
     """One failed upstream attempt. ``retryable`` (5xx, 408/409/429, timeout, reset) allows a retry of
-    the same upstream; any error allows a fallback to the next arm."""
+    the same upstream (a malformed body is not retried: the same server would likely send it again); any
+    error allows a fallback to the next arm."""
 
     def __init__(self, outcome: str, message: str, *, status: int | None = None, retry_after: float | None = None,
                  retryable: bool = True) -> None:
@@ -146,9 +147,10 @@ class HTTPUpstream:
         try:
             data = json.loads(resp.content)
         except ValueError:
-            raise UpstreamError("invalid_json", f"upstream {self.arm} sent a body that is not JSON") from None
+            raise UpstreamError("invalid_json", f"upstream {self.arm} sent a body that is not JSON",
+                                retryable=False) from None
         if not isinstance(data, dict) or not isinstance(data.get("choices"), list):
-            raise UpstreamError("invalid_json", f"upstream {self.arm} sent no 'choices' list")
+            raise UpstreamError("invalid_json", f"upstream {self.arm} sent no 'choices' list", retryable=False)
         return data
 
     async def stream(self, body: dict[str, Any], *, timeout_s: float) -> AsyncIterator[dict[str, Any]]:

@@ -1,0 +1,165 @@
+"""Online scoring: the route's evaluator suite, in worker processes, on live and mirrored answers.
+
+The evaluators are the offline gate's (same registry, same names, same configuration, so the same
+identities — recorded on every pair) and run in a process pool, never in the gateway's event loop
+or under its GIL: a slow model-based evaluator cannot slow a request. Each worker builds the suite
+once (pool initializer). A request becomes a golden-dataset row (:func:`example_row`: messages,
+the route's schema, tools, cohort) so the pairs are "a dataset like any other":
+:func:`mirror_runs` returns them as two aligned score tables for ``tunegate gate --mirror``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import multiprocessing
+from collections.abc import Sequence
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import dataclass
+from typing import Any
+
+from tunegate.store import online as q
+from tunegate.store.sqlite import Store
+
+__all__ = ["OnlineScorer", "SideScore", "example_row", "failed", "mirror_runs", "output_of"]
+
+#: The evaluator suite of this worker process (built once by the pool initializer).
+_SUITE: list[Any] = []
+
+
+def _init_worker(spec: str | list[str]) -> None:
+    from tunegate.evaluators.registry import load_suite
+
+    _SUITE[:] = load_suite(spec)
+
+
+def _score(example: dict[str, Any], outputs: list[dict[str, Any] | None]) -> list[dict[str, dict[str, Any]]]:
+    """Score each output of one row with the worker's suite; None (no output) scores nothing."""
+    from tunegate.core.example import Example
+    from tunegate.core.result import ModelOutput
+    from tunegate.evaluators.base import EvalContext
+
+    ex = Example.model_validate(example)
+    out: list[dict[str, dict[str, Any]]] = []
+    for o in outputs:
+        if o is None:
+            out.append({})
+            continue
+        ctx = EvalContext(example=ex, output=ModelOutput.model_validate(o))
+        out.append({ev.name: ev.evaluate(ctx).model_dump(mode="json") for ev in _SUITE})
+    return out
+
+
+def _identities(spec: str | list[str]) -> list[dict[str, Any]]:
+    from tunegate.evaluators.registry import load_suite
+
+    return [ev.identity() for ev in load_suite(spec)]
+
+
+def _text(content: Any) -> str:
+    if isinstance(content, str):
+        return content
+    if isinstance(content, list):
+        return " ".join(str(p.get("text", "")) for p in content if isinstance(p, dict))
+    return "" if content is None else json.dumps(content)
+
+
+def example_row(request_id: str, request: dict[str, Any], cohort: str | None,
+                schema: dict[str, Any] | None) -> dict[str, Any]:
+    """A gateway request as a golden-dataset row (id = request id)."""
+    msgs = []
+    for m in request.get("messages") or []:
+        role = m.get("role")
+        if role not in ("system", "user", "assistant", "tool"):
+            role = "system" if role == "developer" else "user"
+        msgs.append({"role": role, "content": _text(m.get("content"))})
+    row: dict[str, Any] = {"id": request_id, "messages": msgs or [{"role": "user", "content": ""}],
+                           "cohorts": [cohort] if cohort else []}
+    if schema is not None:
+        row["schema"] = schema
+    if request.get("tools"):
+        row["tools"] = request["tools"]
+    return row
+
+
+def output_of(text: str | None, tool_calls: Sequence[dict[str, Any]] = (), finish_reason: str | None = None,
+              model: str | None = None) -> dict[str, Any]:
+    """An OpenAI message (text + tool calls) as a ``ModelOutput`` dict."""
+    calls = []
+    for tc in tool_calls:
+        fn = tc.get("function") or {}
+        try:
+            args = json.loads(fn.get("arguments") or "{}")
+        except (TypeError, ValueError):
+            args = {"_unparsed": fn.get("arguments")}
+        calls.append({"name": str(fn.get("name", "")), "arguments": args if isinstance(args, dict) else {"value": args},
+                      "id": tc.get("id")})
+    return {"text": text or "", "tool_calls": calls, "finish_reason": finish_reason, "model": model}
+
+
+def failed(scores: dict[str, dict[str, Any]]) -> bool | None:
+    """True when any evaluator judged the answer failed; None when none could judge it (all skipped)."""
+    judged = [s for s in scores.values() if s.get("status") == "ok"]
+    if not judged:
+        return None
+    return any(s.get("passed") is False for s in judged)
+
+
+@dataclass(frozen=True)
+class SideScore:
+    scores: dict[str, dict[str, Any]]
+
+    @property
+    def failed(self) -> bool | None:
+        return failed(self.scores)
+
+
+class OnlineScorer:
+    """A process pool holding the route's evaluator suite (``spec``: names, "a,b" or a suite YAML)."""
+
+    def __init__(self, spec: str | list[str], *, workers: int = 1) -> None:
+        self.spec = spec
+        self.identities = _identities(spec)          # fails fast (UserError) on an unknown evaluator
+        ctx = multiprocessing.get_context("spawn")   # never fork a process that runs threads
+        self._pool = ProcessPoolExecutor(max_workers=workers, mp_context=ctx, initializer=_init_worker,
+                                         initargs=(spec,))
+        self.scored = 0
+
+    async def score(self, example: dict[str, Any], outputs: list[dict[str, Any] | None]) -> list[SideScore]:
+        loop = asyncio.get_running_loop()
+        res = await loop.run_in_executor(self._pool, _score, example, outputs)
+        self.scored += sum(o is not None for o in outputs)
+        return [SideScore(r) for r in res]
+
+    def warm(self, timeout_s: float = 120.0) -> None:
+        """Start the workers now (spawning and importing takes seconds) rather than on the first pair."""
+        self._pool.submit(_score, {"id": "warm", "input": "x"}, [None]).result(timeout=timeout_s)
+
+    def close(self) -> None:
+        self._pool.shutdown(wait=False, cancel_futures=True)
+
+
+def mirror_runs(store: Store, route: str) -> dict[str, Any]:
+    """A route's mirrored pairs as a paired dataset: ``{row_ids, cohorts, evaluators, base, candidate,
+    base_hash, candidate_hash}`` where ``base``/``candidate`` map evaluator → list of scores (None
+    where the evaluator skipped or errored), aligned by row. Pairs whose shadow call failed are left
+    out and counted in ``shadow_failures`` (the error budget of a gate sees them)."""
+    rows = q.pair_rows(store, route)
+    if not rows:
+        from tunegate.errors import UserError
+
+        raise UserError(f"no mirrored pairs stored for route {route!r} (is mirroring on for it?)", field="--mirror")
+    evaluators = rows[-1]["evaluators"]
+    names = [e["name"] for e in evaluators]
+    keep = [r for r in rows if r["candidate_error"] is None and r["evaluators"] == evaluators]
+    out: dict[str, Any] = {"route": route, "evaluators": evaluators, "row_ids": [r["request_id"] for r in keep],
+                           "cohorts": [[r["cohort"]] if r["cohort"] else [] for r in keep],
+                           "base_hash": keep[-1]["base_hash"] if keep else None,
+                           "candidate_hash": keep[-1]["candidate_hash"] if keep else None,
+                           "shadow_failures": sum(r["candidate_error"] is not None for r in rows),
+                           "other_identities": sum(r["evaluators"] != evaluators for r in rows)}
+    for side in ("base", "candidate"):
+        out[side] = {n: [(r[f"{side}_scores"].get(n) or {}).get("score")
+                         if (r[f"{side}_scores"].get(n) or {}).get("status") == "ok" else None for r in keep]
+                     for n in names}
+    return out

@@ -68,7 +68,7 @@ CANDIDATE_CASES = [
     ("cand-invalid-yaml", "name: [x\n", "c.yaml:2: invalid YAML"),
     ("cand-not-mapping", "- a\n- b\n", "c.yaml: a candidate file must be a mapping"),
     ("cand-unknown-key", GOOD_CAND + "temprature: 0.3\n", "c.yaml:4: temprature: Extra inputs"),
-    ("cand-bad-backend", "backend: gpu\n", "c.yaml:1: backend: Input should be 'local' or 'openai'"),
+    ("cand-bad-backend", "backend: gpu\n", "c.yaml:1: backend: unknown backend 'gpu'; known: local, openai"),
     ("cand-negative-temp", GOOD_CAND + "params: {temperature: -1}\n", "c.yaml:4: params.temperature:"),
     ("cand-zero-max-tokens", GOOD_CAND + "params:\n  max_tokens: 0\n", "c.yaml:5: params.max_tokens:"),
     ("cand-malformed-placeholder", GOOD_CAND + "prompt: {user: 'Q: {{ input'}\n", "c.yaml: prompt: malformed placeholder"),

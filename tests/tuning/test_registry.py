@@ -51,7 +51,7 @@ def test_a_plugin_optimizer_is_loadable_by_name(monkeypatch: pytest.MonkeyPatch)
 
 
 def test_unknown_method_lists_the_known_ones() -> None:
-    with pytest.raises(UserError, match="unknown method 'nosuch'.*gepa") as e:
+    with pytest.raises(UserError, match=r"unknown method 'nosuch'.*gepa") as e:
         load_optimizer("nosuch")
     assert e.value.field == "method"
     with pytest.raises(ValueError, match="unknown method"):

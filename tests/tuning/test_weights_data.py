@@ -12,6 +12,7 @@ import pytest
 
 from tunegate.backends.local import LocalBackend
 from tunegate.backends.toolparse import parse_tool_calls
+from tunegate.checks.preference_file import load_preferences
 from tunegate.core.candidate import load_candidate
 from tunegate.core.loading import load_dataset
 from tunegate.core.request import GenerationRequest
@@ -22,7 +23,6 @@ from tunegate.tuning.weights.data import (
     build_dpo_rows,
     build_prompt_rows,
     build_sft_rows,
-    read_preferences,
 )
 
 from .weights_fixtures import HELD_OUT, write_inputs
@@ -108,8 +108,8 @@ def test_template_variable_missing_names_dataset_line(inputs: dict[str, Path], r
 
 def test_preference_pairs_never_leak_held_out_rows(inputs: dict[str, Path], renderer: Renderer) -> None:
     ds, seed = load_dataset(inputs["dataset"]), load_candidate(inputs["seed"])
-    pairs, digest = read_preferences(inputs["prefs"])
-    assert digest.startswith("sha256:") and len(pairs) == 6
+    pairs = load_preferences(inputs["prefs"]).rows  # the one reader (also `tunegate data check`'s)
+    assert len(pairs) == 6
     rows = build_dpo_rows(ds, seed, pairs, renderer, max_length=512, file=str(inputs["prefs"]))
     assert rows.ids == ["p1", "t-text-2", "p6"]
     assert rows.skipped == {"row in the dev split": 1, "prompt of a dev/test row": 1, "chosen equals rejected": 1}
@@ -121,18 +121,30 @@ def test_preference_pairs_never_leak_held_out_rows(inputs: dict[str, Path], rend
 
 
 @pytest.mark.parametrize(("line", "where"), [
-    ('{"id": "a", "prompt": "x", "chosen": "y"}', ":1: rejected: must be a string"),
-    ('{"prompt": "x", "chosen": "y", "rejected": "z"}', ":1: id: missing or invalid id"),
-    ('{"id": "a", "prompt": "", "chosen": "y", "rejected": "z"}', ":1: prompt: must be non-empty"),
-    ('{"id": "a", "prompt": "x", "chosen": "y", "rejected": "z", "margin": "big"}', ":1: margin: must be a number"),
+    ('{"id": "a", "prompt": "x", "chosen": "y", "source": "s"}', ":1: rejected: missing required field"),
+    ('{"prompt": "x", "chosen": "y", "rejected": "z", "source": "s"}', ":1: id: missing required field"),
+    ('{"id": "a", "prompt": "x", "chosen": "y", "rejected": "z"}', ":1: source: missing required field"),
+    ('{"id": "a", "prompt": "x", "chosen": "y", "rejected": "z", "source": "s", "margin": "big"}', ":1: margin:"),
     ('{"id": "a", "prompt": "x"', ":1: invalid JSON"),
 ])
 def test_bad_preference_lines(tmp_path: Path, line: str, where: str) -> None:
+    """``tune dpo`` reads preference files with the reader ``data check`` uses (one definition)."""
     p = tmp_path / "p.jsonl"
     p.write_text(line + "\n")
     with pytest.raises(UserError) as e:
-        read_preferences(p)
+        load_preferences(p)
     assert str(e.value).startswith(str(p) + where), str(e.value)
+
+
+def test_dpo_and_data_check_agree_on_duplicate_ids(tmp_path: Path) -> None:
+    p = tmp_path / "p.jsonl"
+    row = '{"id": "a", "prompt": "x", "chosen": "y", "rejected": "z", "source": "s"}'
+    p.write_text(row + "\n" + row + "\n")
+    with pytest.raises(UserError, match=":2: id: duplicate id 'a'"):
+        load_preferences(p)
+    from tunegate.tuning.weights import data as weights_data
+
+    assert not hasattr(weights_data, "read_preferences")  # no second reader
 
 
 def test_grpo_prompt_rows_carry_ids(inputs: dict[str, Path], renderer: Renderer) -> None:

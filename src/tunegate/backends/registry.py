@@ -46,8 +46,21 @@ class BackendRegistry:
         if builder is None:
             raise UserError(f"unknown backend {spec.backend!r}; known: {', '.join(self.names())} (plugins add "
                             f"more through the {ENTRY_POINT_GROUP!r} entry-point group)",
-                            file=spec.source, field="backend")
+                            file=spec.source, line=_line_of(spec.source, "backend"), field="backend")
         return builder(spec)
+
+
+def _line_of(source: str | None, key: str) -> int | None:
+    """Line of ``key`` in the candidate file (errors point at it), when the file is readable YAML."""
+    if source is None:
+        return None
+    from tunegate.core.loading import read_yaml, yaml_line
+
+    try:
+        text, _ = read_yaml(source)
+    except UserError:
+        return None
+    return yaml_line(text, (key,))
 
 
 _DEFAULT: BackendRegistry | None = None

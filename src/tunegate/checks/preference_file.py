@@ -17,7 +17,6 @@ exit 2); everything else is a *check* with a threshold (exit 1 when one fails): 
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -26,7 +25,8 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from tunegate.core.example import Message
 from tunegate.core.hashing import file_digest
-from tunegate.core.loading import pydantic_message, read_text
+from tunegate.core.jsonl import jsonl_objects
+from tunegate.core.loading import pydantic_message
 from tunegate.errors import UserError
 
 __all__ = ["PrefFile", "PrefRow", "PreferencePair", "Review", "load_preferences", "side_text"]
@@ -117,20 +117,15 @@ _REQUIRED = ("id", "prompt", "chosen", "rejected", "source")
 
 
 def load_preferences(path: str | Path) -> PrefFile:
-    """Read and validate every line; the first problem raises a UserError naming file:line:field."""
+    """Read and validate every line; the first problem raises a UserError naming file:line:field.
+
+    The one reader of preference files: ``tunegate data check`` and ``tunegate tune dpo`` both
+    load through it, so they agree on what a valid file is (``source`` required, ids unique).
+    """
     file = str(path)
-    text = read_text(Path(path))
     rows: list[PrefRow] = []
     seen: dict[str, int] = {}
-    for i, line in enumerate(text.splitlines(), start=1):
-        if not line.strip():
-            continue
-        try:
-            data = json.loads(line)
-        except json.JSONDecodeError as e:
-            raise UserError(f"invalid JSON: {e.msg} (column {e.colno})", file=file, line=i) from None
-        if not isinstance(data, dict):
-            raise UserError(f"a row must be an object, got {type(data).__name__}", file=file, line=i)
+    for i, data in jsonl_objects(path, empty="preference file has no rows"):
         for key in _REQUIRED:
             if key not in data or data[key] is None:
                 raise UserError("missing required field", file=file, line=i, field=key)
@@ -144,6 +139,4 @@ def load_preferences(path: str | Path) -> PrefFile:
                             field="id")
         seen[pair.id] = i
         rows.append(PrefRow(i, pair, data))
-    if not rows:
-        raise UserError("preference file has no rows", file=file)
     return PrefFile(file, rows, file_digest(path))

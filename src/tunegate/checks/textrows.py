@@ -27,6 +27,7 @@ from typing import Any
 from tunegate.core.dataset import Dataset
 from tunegate.core.example import Example
 from tunegate.core.hashing import content_hash, file_digest
+from tunegate.core.jsonl import jsonl_objects
 from tunegate.core.loading import load_dataset, read_text
 from tunegate.errors import UserError
 
@@ -224,20 +225,7 @@ def _is_golden(path: Path, text: str) -> bool:
 
 
 def _plain_records(text: str, file: str) -> list[tuple[int | None, dict[str, Any]]]:
-    out: list[tuple[int | None, dict[str, Any]]] = []
-    for i, line in enumerate(text.splitlines(), start=1):
-        if not line.strip():
-            continue
-        try:
-            obj = json.loads(line)
-        except json.JSONDecodeError as e:
-            raise UserError(f"invalid JSON: {e.msg} (column {e.colno})", file=file, line=i) from None
-        if not isinstance(obj, dict):
-            raise UserError(f"a row must be an object, got {type(obj).__name__}", file=file, line=i)
-        out.append((i, obj))
-    if not out:
-        raise UserError("file has no rows", file=file)
-    return out
+    return list(jsonl_objects(file, text=text, empty="file has no rows"))
 
 
 def load_text_rows(path: str | Path, fields: Sequence[str] = DEFAULT_FIELDS, *,

@@ -117,15 +117,9 @@ def yaml_line(text: str, loc: tuple[Any, ...]) -> int | None:
 
 
 def _rows_jsonl(text: str, file: str) -> list[tuple[int, Any]]:
-    rows = []
-    for i, line in enumerate(text.splitlines(), start=1):
-        if not line.strip():
-            continue
-        try:
-            rows.append((i, json.loads(line)))
-        except json.JSONDecodeError as e:
-            raise UserError(f"invalid JSON: {e.msg} (column {e.colno})", file=file, line=i) from None
-    return rows
+    from tunegate.core.jsonl import read_jsonl  # the one JSONL reader
+
+    return read_jsonl(text, file)
 
 
 def _rows_json(text: str, file: str) -> list[tuple[int, Any]]:

@@ -7,7 +7,6 @@ file's digest, so re-scoring the same file is recognised as the same candidate.
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -16,6 +15,7 @@ from pydantic import ValidationError
 from tunegate.core.dataset import Dataset
 from tunegate.core.example import ToolCall
 from tunegate.core.hashing import file_digest
+from tunegate.core.jsonl import jsonl_objects
 from tunegate.core.loading import read_text
 from tunegate.core.result import ModelOutput
 from tunegate.errors import UserError
@@ -50,15 +50,7 @@ def load_outputs(path: str | Path) -> OutputsFile:
     if not text.strip():
         raise UserError("outputs file is empty", file=file)
     found: dict[str, dict[int, ModelOutput]] = {}
-    for ln, line in enumerate(text.splitlines(), start=1):
-        if not line.strip():
-            continue
-        try:
-            rec = json.loads(line)
-        except json.JSONDecodeError as e:
-            raise UserError(f"invalid JSON: {e.msg} (column {e.colno})", file=file, line=ln) from None
-        if not isinstance(rec, dict):
-            raise UserError("each line must be an object {id, output}", file=file, line=ln)
+    for ln, rec in jsonl_objects(file, text=text, what="each line {id, output}"):
         unknown = set(rec) - _ALLOWED
         if unknown:
             raise UserError(f"unknown field(s) {sorted(unknown)}", file=file, line=ln, field=sorted(unknown)[0])

@@ -37,7 +37,7 @@ def test_a_plugin_kind_builds_through_the_registry() -> None:
 
 def test_unknown_kind_is_the_candidate_files_error() -> None:
     spec = CandidateSpec(backend="nosuch", model="m", source="cand.yaml")
-    with pytest.raises(UserError, match=f"unknown backend 'nosuch'.*{ENTRY_POINT_GROUP}") as e:
+    with pytest.raises(UserError, match=rf"unknown backend 'nosuch'.*{ENTRY_POINT_GROUP}") as e:
         make_backend(spec)
     assert e.value.file == "cand.yaml" and e.value.field == "backend"
 

@@ -37,7 +37,7 @@ class _Failing(FakeBackend):
 
     async def generate(self, requests):  # type: ignore[no-untyped-def]
         out = await super().generate(requests)
-        return [BackendError("boom") if r.messages[-1].content == "xxx" else o for r, o in zip(requests, out)]
+        return [BackendError("boom") if r.messages[-1].content == "xxx" else o for r, o in zip(requests, out, strict=True)]
 
 
 def test_rows_come_back_in_order_with_error_statuses_and_progress(tmp_path: Path) -> None:

@@ -8,14 +8,12 @@ peft, trl and datasets are imported only when training starts. See docs/weight-t
 
 from tunegate.tuning.weights.config import TuneConfig, load_tune_config
 from tunegate.tuning.weights.data import (
-    PreferencePair,
     Renderer,
     TuningRows,
     assistant_turn,
     build_dpo_rows,
     build_prompt_rows,
     build_sft_rows,
-    read_preferences,
 )
 from tunegate.tuning.weights.manifest import LINEAGE_KEYS
 from tunegate.tuning.weights.rewards import suite_reward
@@ -23,7 +21,6 @@ from tunegate.tuning.weights.run import TuneResult, tune_weights
 
 __all__ = [
     "LINEAGE_KEYS",
-    "PreferencePair",
     "Renderer",
     "TuneConfig",
     "TuneResult",
@@ -33,7 +30,6 @@ __all__ = [
     "build_prompt_rows",
     "build_sft_rows",
     "load_tune_config",
-    "read_preferences",
     "suite_reward",
     "tune_weights",
 ]

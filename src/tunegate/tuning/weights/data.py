@@ -18,20 +18,20 @@ from __future__ import annotations
 
 import json
 from collections import Counter
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
+from tunegate.checks.preference_file import PrefRow
 from tunegate.core.candidate import CandidateSpec
 from tunegate.core.dataset import Dataset
 from tunegate.core.example import Example, ExpectedToolCall, Message, Split, ToolCall
-from tunegate.core.hashing import content_hash, file_digest
-from tunegate.core.loading import read_text
+from tunegate.core.hashing import content_hash
 from tunegate.core.request import GenerationRequest
+from tunegate.engine.run.rows import requests_for
 from tunegate.errors import UserError
 
 __all__ = [
-    "PreferencePair",
     "Renderer",
     "TuningRows",
     "assistant_turn",
@@ -39,7 +39,6 @@ __all__ = [
     "build_prompt_rows",
     "build_sft_rows",
     "call_arguments",
-    "read_preferences",
     "request_for",
 ]
 
@@ -150,10 +149,9 @@ def assistant_turn(ex: Example) -> Message | str:
 
 
 def request_for(candidate: CandidateSpec, ex: Example) -> GenerationRequest:
-    """The request the run engine sends for this row (same template, same tools rule)."""
-    msgs = tuple(candidate.prompt.render(ex))
-    tools = tuple(ex.tools) if (candidate.tools and ex.tools) else None
-    return GenerationRequest(msgs, candidate.params, tools)
+    """The request the run engine sends for this row (its first sample: the executor's own
+    :func:`~tunegate.engine.run.rows.requests_for`, so training text matches inference)."""
+    return requests_for(candidate, ex)[0]
 
 
 def _check_template(ds: Dataset, candidate: CandidateSpec, ex: Example) -> None:
@@ -199,104 +197,60 @@ def build_prompt_rows(ds: Dataset, candidate: CandidateSpec, renderer: Renderer)
     return out
 
 
-@dataclass(frozen=True)
-class PreferencePair:
-    """One line of a preference file: ``{"id","prompt","chosen","rejected","source","margin"?}``.
-
-    ``prompt`` is the user's text (or a list of chat messages). When ``id`` names a dataset row,
-    that row's full request (context, schema, tools) is used as the prompt.
-    """
-
-    id: str
-    prompt: str | list[dict[str, Any]]
-    chosen: str
-    rejected: str
-    source: str | None
-    margin: float | None
-    line: int
-
-
-def read_preferences(path: str | Path) -> tuple[list[PreferencePair], str]:
-    """Pairs and the file's SHA-256. Missing/ill-typed fields name file:line:field."""
-    file = str(path)
-    text = read_text(Path(path))
-    pairs = []
-    for ln, raw in enumerate(text.splitlines(), start=1):
-        if not raw.strip():
-            continue
-        try:
-            rec = json.loads(raw)
-        except json.JSONDecodeError as e:
-            raise UserError(f"invalid JSON: {e.msg} (column {e.colno})", file=file, line=ln) from None
-        if not isinstance(rec, dict):
-            raise UserError("each line must be an object {id, prompt, chosen, rejected}", file=file, line=ln)
-        rid = rec.get("id")
-        if isinstance(rid, int) and not isinstance(rid, bool):
-            rid = str(rid)
-        if not isinstance(rid, str) or not rid:
-            raise UserError("missing or invalid id", file=file, line=ln, field="id")
-        prompt = rec.get("prompt")
-        ok_msgs = isinstance(prompt, list) and prompt and all(isinstance(m, dict) for m in prompt)
-        if not (isinstance(prompt, str) and prompt.strip()) and not ok_msgs:
-            raise UserError("must be non-empty text or a list of chat messages", file=file, line=ln, field="prompt")
-        for key in ("chosen", "rejected"):
-            if not isinstance(rec.get(key), str):
-                raise UserError("must be a string", file=file, line=ln, field=key)
-        margin = rec.get("margin")
-        if margin is not None and (isinstance(margin, bool) or not isinstance(margin, int | float)):
-            raise UserError("must be a number", file=file, line=ln, field="margin")
-        src = rec.get("source")
-        pairs.append(PreferencePair(rid, prompt, rec["chosen"], rec["rejected"],  # type: ignore[arg-type]
-                                    str(src) if src is not None else None,
-                                    float(margin) if margin is not None else None, ln))
-    if not pairs:
-        raise UserError("preference file has no pairs", file=file)
-    return pairs, "sha256:" + file_digest(path)
-
-
-def _pair_example(pair: PreferencePair, file: str) -> Example:
+def _pair_example(row: PrefRow, file: str) -> Example:
+    prompt = row.pair.prompt
     try:
-        if isinstance(pair.prompt, str):
-            return Example(id=pair.id, input=pair.prompt)
-        return Example(id=pair.id, messages=[Message.model_validate(m) for m in pair.prompt])
+        if isinstance(prompt, str):
+            return Example(id=row.pair.id, input=prompt)
+        return Example(id=row.pair.id, messages=list(prompt))
     except ValueError as e:
-        raise UserError(f"not a valid prompt: {e}", file=file, line=pair.line, field="prompt") from None
+        raise UserError(f"not a valid prompt: {e}", file=file, line=row.line, field="prompt") from None
 
 
-def build_dpo_rows(ds: Dataset, candidate: CandidateSpec, pairs: list[PreferencePair], renderer: Renderer, *,
+def build_dpo_rows(ds: Dataset, candidate: CandidateSpec, pairs: Sequence[PrefRow], renderer: Renderer, *,
                    max_length: int, file: str) -> TuningRows:
-    """``{"id", "prompt", "chosen", "rejected", "margin"}`` rows; held-out rows never leak in."""
+    """``{"id", "prompt", "chosen", "rejected", "margin"}`` rows; held-out rows never leak in.
+
+    ``pairs`` are the rows of :func:`tunegate.checks.preference_file.load_preferences` — the one
+    reader ``tunegate data check`` uses too, so both agree on what a valid file is. A pair whose
+    ``id`` names a dataset row uses that row's full request (context, schema, tools) as prompt.
+    """
     held_out_text = {ex.prompt_text().strip() for ex in ds if ds.split_of(ex) != TRAIN}
     out = TuningRows(rows=[])
-    for pair in pairs:
-        if pair.id in ds:
-            ex = ds[pair.id]
+    for row in pairs:
+        pid = row.pair.id
+        if pid in ds:
+            ex = ds[pid]
             if ds.split_of(ex) != TRAIN:
                 out.skipped[f"row in the {ds.split_of(ex)} split"] += 1
                 continue
         else:
-            ex = _pair_example(pair, file)
+            if not row.prompt.strip():
+                out.skipped["empty prompt"] += 1
+                continue
+            ex = _pair_example(row, file)
             if ex.prompt_text().strip() in held_out_text:
                 out.skipped["prompt of a dev/test row"] += 1
                 continue
-        if pair.chosen.strip() == pair.rejected.strip():
+        if row.chosen.strip() == row.rejected.strip():
             out.skipped["chosen equals rejected"] += 1
             continue
-        if not pair.chosen.strip() or not pair.rejected.strip():
+        if not row.chosen.strip() or not row.rejected.strip():
             out.skipped["empty chosen or rejected"] += 1
             continue
         missing = candidate.prompt.check_variables(ex)
         if missing:
             raise UserError(f"seed candidate needs template variable {{{{{missing[0]}}}}} but this pair has no "
-                            "value for it", file=file, line=pair.line, field="prompt")
+                            "value for it", file=file, line=row.line, field="prompt")
         req = request_for(candidate, ex)
         prompt = renderer.prompt(req)
-        chosen = renderer.completion(req, Message(role="assistant", content=pair.chosen), prompt)
-        rejected = renderer.completion(req, Message(role="assistant", content=pair.rejected), prompt)
+        chosen = renderer.completion(req, Message(role="assistant", content=row.chosen), prompt)
+        rejected = renderer.completion(req, Message(role="assistant", content=row.rejected), prompt)
         if renderer.n_tokens(prompt) + max(renderer.n_tokens(chosen), renderer.n_tokens(rejected)) + 1 > max_length:
             out.skipped[f"longer than max_length {max_length}"] += 1
             continue
-        out.rows.append({"id": pair.id, "prompt": prompt, "chosen": chosen, "rejected": rejected,
-                         "margin": pair.margin if pair.margin is not None else 0.0})
+        margin = row.pair.margin
+        out.rows.append({"id": pid, "prompt": prompt, "chosen": chosen, "rejected": rejected,
+                         "margin": margin if margin is not None else 0.0})
     out.source = _source(ds, len(out.rows))
     return out

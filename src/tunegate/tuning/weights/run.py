@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
+from tunegate.checks.preference_file import load_preferences
 from tunegate.core.candidate import CandidateSpec, load_candidate
 from tunegate.core.dataset import Dataset
 from tunegate.core.loading import load_dataset
@@ -24,7 +25,6 @@ from tunegate.tuning.weights.data import (
     TuningRows,
     build_dpo_rows,
     build_sft_rows,
-    read_preferences,
 )
 from tunegate.tuning.weights.manifest import build_manifest, register_candidate, write_candidate
 from tunegate.tuning.weights.training import TrainOutcome, prepare_output
@@ -109,9 +109,10 @@ def tune_weights(command: Command, *, dataset: str | Path | Dataset, candidate: 
     base_digest = model_digest(str(base_path))
     pref_info = None
     if preferences is not None:
-        pairs, digest = read_preferences(preferences)
-        rows = build_dpo_rows(ds, seed, pairs, renderer, max_length=cfg.max_length, file=str(preferences))
-        pref_info = {"path": str(Path(preferences).resolve()), "digest": digest, "pairs": len(pairs)}
+        pf = load_preferences(preferences)  # the reader `tunegate data check` uses: one idea of a valid file
+        rows = build_dpo_rows(ds, seed, pf.rows, renderer, max_length=cfg.max_length, file=str(preferences))
+        pref_info = {"path": str(Path(preferences).resolve()), "digest": "sha256:" + pf.sha256,
+                     "pairs": len(pf.rows)}
     else:
         rows = build_sft_rows(ds, seed, renderer, max_length=cfg.max_length)
     if not rows.rows:

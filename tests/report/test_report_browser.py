@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -178,5 +179,19 @@ def test_index_site_opens_and_links_every_verdict(browser: Any, gate: dict[str, 
     try:
         assert o.console_errors == [] and o.blocked == []
         assert o.page.inner_text("#decision").strip() == gate["verdict"]["decision"]
+    finally:
+        o.page.context.close()
+
+
+def test_dashboard_page_opens_clean(browser: Any, tmp_path: Path) -> None:
+    from tests.report.test_html import DASH
+    from tunegate.report.html_dashboard import render_dashboard
+
+    page = tmp_path / "dashboard.html"
+    page.write_text(render_dashboard(DASH))
+    o = open_page(browser, page, wait_ready=False)
+    try:
+        assert o.console_errors == [] and o.blocked == []
+        assert o.page.locator("section.route table.arms tbody tr").count() == 2
     finally:
         o.page.context.close()

@@ -31,9 +31,9 @@ def call(name: str, **args: Any) -> ToolCall:
 
 
 def run(calls: list[ToolCall], expected: list[Any], tools: list[dict[str, Any]] | None = TOOLS,
-        **config: Any) -> EvalResult:
+        text: str = "", **config: Any) -> EvalResult:
     ex = Example(id="r", input="q", tools=tools, expected_tool_calls=expected)
-    return ToolSelection(**config).evaluate(EvalContext(ex, ModelOutput(tool_calls=calls)))
+    return ToolSelection(**config).evaluate(EvalContext(ex, ModelOutput(text=text, tool_calls=calls)))
 
 
 GT = [{"get_weather": {"city": ["San Francisco", "SF"], "days": [3], "units": ["c", ""]}}]
@@ -131,8 +131,10 @@ def test_exact_arguments_form() -> None:
 
 
 def test_no_call_expected() -> None:
-    r = run([], [])
+    r = run([], [], text="None of my tools can do that, sorry.")
     assert r.score == 1.0 and "no call" in r.reason
+    r = run([], [])  # neither text nor a call is not a decline: an empty reply fails
+    assert (r.status, r.score) == ("ok", 0.0) and r.reason.startswith("empty output")
     r = run([call("get_weather", city="SF")], [])
     assert r.score == 0.0 and r.reason == "called get_weather but no function fits this request"
     assert "without calling a tool" in r.feedback
@@ -140,7 +142,7 @@ def test_no_call_expected() -> None:
 
 def test_call_expected_but_none_made() -> None:
     r = run([], GT)
-    assert r.score == 0.0 and "wrong number of calls: expected 1 (get_weather), got 0 (none)" in r.reason
+    assert r.score == 0.0 and r.reason.startswith("empty output") and "wrong number of calls: expected 1 (get_weather), got 0 (none)" in r.reason
     assert "missing call to get_weather" in r.reason
 
 

@@ -24,6 +24,7 @@ from typing import Any
 from tunegate.core.example import Example
 from tunegate.core.result import EvalResult
 from tunegate.errors import UserError
+from tunegate.evaluators.applicability import blank_output, empty_failure
 from tunegate.evaluators.base import EvalContext, Evaluator
 from tunegate.evaluators.ifeval import FREE_FORM, check, from_ifeval, normalize_instruction
 from tunegate.evaluators.text_match import parse_options
@@ -103,6 +104,10 @@ class PromptAdherence(Evaluator):
             return self.error(f"row {ex.id!r}: {e}")
         if not items:
             return self.skipped("the row declares an empty instruction list")
+        if blank_output(ctx.output):
+            asks = "; ".join(str(i.get("text") or i["id"]) for i in items[:5])
+            return empty_failure(self.name, self.version, f"Reply, following: {asks}.",
+                                 instructions=[i["id"] for i in items])
         prompt = ex.prompt_text()
         entries: list[dict[str, Any]] = []
         unjudged: list[str] = []

@@ -142,7 +142,7 @@ class FactualAccuracy(Evaluator):
             wrong = _texts(c.example.metadata.get("incorrect_answers") or [])
             plans.append((answer, refs, wrong))
             if not answer:
-                decided[i] = self.ok(0.0, "the answer is empty", passed=False,
+                decided[i] = self.ok(0.0, "empty output: the answer is blank", passed=False, empty_output=True,
                                      feedback=f"Answer the question; expected {_short(refs[0])}.")
                 continue
             early = self._early(answer, refs, wrong)

@@ -23,6 +23,7 @@ from jsonschema.protocols import Validator
 
 from tunegate.core.result import EvalResult
 from tunegate.errors import EvaluatorError
+from tunegate.evaluators.applicability import blank_output, empty_failure
 from tunegate.evaluators.base import EvalContext, Evaluator
 from tunegate.evaluators.text_match import parse_options
 
@@ -215,6 +216,9 @@ class JSONValidation(Evaluator):
 
     def score(self, ctx: EvalContext) -> EvalResult:
         schema = ctx.example.json_schema
+        if blank_output(ctx.output):
+            return empty_failure(self.name, self.version, "Reply with a JSON value that satisfies the schema.",
+                                 had_tool_calls=bool(ctx.output.tool_calls), extraction=None)
         try:
             instance, extraction = extract_json(ctx.output.text, strict=self.config["strict"])
         except NotJSON as e:

@@ -205,7 +205,7 @@ class AnswerRelevancy(Evaluator):
 
     def _result(self, question: str, answer: str, cos: float, prob: float) -> EvalResult:
         if not answer.strip():
-            return self.ok(0.0, "the answer is empty", passed=False,
+            return self.ok(0.0, "empty output: the answer is blank", passed=False, empty_output=True,
                            feedback="Reply with an answer to the question; the reply was empty.")
         t = self.config["threshold"]
         reason = f"question-answer cosine {cos:.3f} -> relevancy {prob:.2f} (threshold {t})"

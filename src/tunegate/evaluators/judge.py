@@ -21,14 +21,13 @@ Why it is built this way:
 
 from __future__ import annotations
 
-import asyncio
-import concurrent.futures
 import hashlib
 import warnings
-from collections.abc import Callable, Coroutine, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Protocol, TypeVar, runtime_checkable
+from typing import Any, Protocol, runtime_checkable
 
+from tunegate.core.aio import run_sync
 from tunegate.core.candidate import DecodingParams
 from tunegate.core.example import Message
 from tunegate.core.request import GenerationRequest
@@ -59,7 +58,6 @@ __all__ = [
 RETRY_SEED_OFFSET = 100_003
 _LOOP_BOUND_KINDS = frozenset({"openai"})  # backends whose connections cannot outlive an event loop
 _EXCERPT = 300
-T = TypeVar("T")
 
 
 @runtime_checkable
@@ -117,17 +115,6 @@ class JudgeVerdict:
 def _excerpt(text: str, n: int = _EXCERPT) -> str:
     text = text.strip()
     return text if len(text) <= n else text[: n - 1] + "…"
-
-
-def _run(make: Callable[[], Coroutine[Any, Any, T]]) -> T:
-    """Run a coroutine from sync code: ``asyncio.run`` here, or in a helper thread when this thread
-    already runs a loop (a caller scoring from async code)."""
-    try:
-        asyncio.get_running_loop()
-    except RuntimeError:
-        return asyncio.run(make())
-    with concurrent.futures.ThreadPoolExecutor(max_workers=1) as pool:
-        return pool.submit(lambda: asyncio.run(make())).result()
 
 
 class RubricJudge:
@@ -202,7 +189,7 @@ class RubricJudge:
         """Verdicts for ``items`` (sync; runs the backend in a fresh event loop)."""
         if not items:
             return []
-        return _run(lambda: self.ajudge(items))
+        return run_sync(lambda: self.ajudge(items))
 
     async def ajudge(self, items: Sequence[JudgeItem]) -> list[JudgeVerdict]:
         """Verdicts for ``items``: one backend call for every first try, one for every retry."""

@@ -24,6 +24,8 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
+from tunegate.core.text import balanced_end
+
 __all__ = [
     "PARSER_NAME",
     "PARSER_VERSION",
@@ -127,34 +129,11 @@ def _decode(text: str) -> tuple[Any, bool]:
     return None, False
 
 
-def _balanced_end(text: str, start: int) -> int | None:
-    """Index just past the brace closing the one at ``start``; strings in either quote respected."""
-    depth, quote, escaped = 0, "", False
-    for i in range(start, len(text)):
-        c = text[i]
-        if quote:
-            if escaped:
-                escaped = False
-            elif c == "\\":
-                escaped = True
-            elif c == quote:
-                quote = ""
-        elif c in "\"'":
-            quote = c
-        elif c in "{[":
-            depth += 1
-        elif c in "}]":
-            depth -= 1
-            if depth == 0:
-                return i + 1
-    return None
-
-
 def _spans(text: str, limit: int = 64) -> list[str]:
     out: list[str] = []
     for i, c in enumerate(text):
         if c == "{":
-            end = _balanced_end(text, i)
+            end = balanced_end(text, i, brackets="{[")
             if end is not None:
                 out.append(text[i:end])
             if len(out) >= limit:
@@ -254,7 +233,7 @@ def parse_judgement(text: str, scale: Scale, *, finish_reason: str | None = None
     cut = finish_reason == "length"
     if found is not None and (not cut or found.method in _COMPLETE_METHODS):
         return found
-    if cut or ("{" in body and _balanced_end(body, body.index("{")) is None):
+    if cut or ("{" in body and balanced_end(body, body.index("{"), brackets="{[") is None):
         raise JudgeParseError("truncated", "the judge reply was cut off (token limit or an unclosed JSON "
                                            "object) before a complete verdict")
     if problem:

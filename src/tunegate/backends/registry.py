@@ -10,10 +10,10 @@ validated :class:`~tunegate.core.candidate.CandidateSpec` and returns a
 from __future__ import annotations
 
 from collections.abc import Callable
-from importlib.metadata import entry_points
 
 from tunegate.backends.base import Backend
 from tunegate.core.candidate import CandidateSpec
+from tunegate.core.plugins import load_plugins
 from tunegate.errors import UserError
 
 __all__ = ["ENTRY_POINT_GROUP", "BackendBuilder", "BackendRegistry", "default_backends"]
@@ -74,8 +74,6 @@ def default_backends() -> BackendRegistry:
         from tunegate.backends import builtin
 
         builtin.register(reg)  # also works from a source tree without installed entry points
-        for ep in entry_points(group=ENTRY_POINT_GROUP):
-            if ep.name != "builtin":
-                ep.load()(reg)
+        load_plugins(ENTRY_POINT_GROUP, reg)
         _DEFAULT = reg
     return _DEFAULT

@@ -23,7 +23,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-from tunegate.core.example import Message
+from tunegate.core.example import Message, row_id
 from tunegate.core.hashing import file_digest
 from tunegate.core.jsonl import jsonl_objects
 from tunegate.core.loading import pydantic_message
@@ -63,13 +63,7 @@ class PreferencePair(BaseModel):
     @field_validator("id", mode="before")
     @classmethod
     def _id(cls, v: Any) -> Any:
-        if isinstance(v, bool):
-            raise ValueError("must be a string or integer")
-        if isinstance(v, int):
-            return str(v)
-        if isinstance(v, str) and not v.strip():
-            raise ValueError("must not be empty")
-        return v
+        return row_id(v)
 
 
 def side_text(value: Text) -> str:

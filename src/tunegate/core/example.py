@@ -6,13 +6,25 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-__all__ = ["RAW_ARGUMENTS_KEY", "Example", "ExpectedToolCall", "Message", "Split", "ToolCall"]
+__all__ = ["RAW_ARGUMENTS_KEY", "Example", "ExpectedToolCall", "Message", "Split", "ToolCall", "row_id"]
 
 #: Key under which a tool call's arguments are kept verbatim when they were not valid JSON.
 RAW_ARGUMENTS_KEY = "_raw"
 
 Split = Literal["train", "dev", "test"]
 
+
+
+def row_id(v: Any) -> Any:
+    """A row id as text: integers become strings; booleans and blank strings are refused (a
+    pydantic ``mode="before"`` validator shared by every file format with row ids)."""
+    if isinstance(v, bool):
+        raise ValueError("must be a string or integer")
+    if isinstance(v, int):
+        return str(v)
+    if isinstance(v, str) and not v.strip():
+        raise ValueError("must not be empty")
+    return v
 
 class ToolCall(BaseModel):
     """A function call made by a model: OpenAI style name + parsed JSON arguments."""
@@ -95,13 +107,7 @@ class Example(BaseModel):
     @field_validator("id", mode="before")
     @classmethod
     def _id_text(cls, v: Any) -> Any:
-        if isinstance(v, bool):
-            raise ValueError("must be a string or integer")
-        if isinstance(v, int):
-            return str(v)
-        if isinstance(v, str) and not v.strip():
-            raise ValueError("must not be empty")
-        return v
+        return row_id(v)
 
     @field_validator("cohorts", mode="before")
     @classmethod

@@ -6,10 +6,10 @@ receives the registry and calls ``registry.add(cls)``.
 from __future__ import annotations
 
 from collections.abc import Iterable
-from importlib.metadata import entry_points
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from tunegate.core.plugins import load_plugins
 from tunegate.errors import UserError
 from tunegate.evaluators.base import Evaluator
 
@@ -61,8 +61,7 @@ class Registry:
 
     def load_plugins(self) -> Registry:
         """Run every ``tunegate.evaluators`` entry point (built-ins included)."""
-        for ep in entry_points(group=ENTRY_POINT_GROUP):
-            ep.load()(self)
+        load_plugins(ENTRY_POINT_GROUP, self, include_builtin=True)
         return self
 
 
@@ -77,9 +76,7 @@ def default_registry() -> Registry:
         from tunegate.evaluators import builtin
 
         builtin.register(reg)  # also works from a source tree without installed entry points
-        for ep in entry_points(group=ENTRY_POINT_GROUP):
-            if ep.name != "builtin":
-                ep.load()(reg)
+        load_plugins(ENTRY_POINT_GROUP, reg)
         _DEFAULT = reg
     return _DEFAULT
 

@@ -11,8 +11,8 @@ taking the validated settings, and ``async optimize(ctx)``.
 from __future__ import annotations
 
 import importlib
-from importlib.metadata import entry_points
 
+from tunegate.core.plugins import load_plugins
 from tunegate.errors import UserError
 
 __all__ = ["ENTRY_POINT_GROUP", "OPTIMIZERS", "OptimizerRegistry", "default_optimizers", "register_builtins"]
@@ -71,8 +71,6 @@ def default_optimizers() -> OptimizerRegistry:
     if _DEFAULT is None:
         reg = OptimizerRegistry()
         register_builtins(reg)  # also works from a source tree without installed entry points
-        for ep in entry_points(group=ENTRY_POINT_GROUP):
-            if ep.name != "builtin":
-                ep.load()(reg)
+        load_plugins(ENTRY_POINT_GROUP, reg)
         _DEFAULT = reg
     return _DEFAULT

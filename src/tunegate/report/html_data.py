@@ -58,9 +58,14 @@ def _side(s: dict[str, Any] | None, evaluators: list[str]) -> dict[str, Any]:
     out: dict[str, Any] = {"o": s.get("output"), "e": s.get("error")}
     if s.get("tool_calls"):
         out["t"] = s["tool_calls"]
-    out["s"] = [[(scores.get(ev) or {}).get("score"), (scores.get(ev) or {}).get("status"),
+    out["s"] = [[_r((scores.get(ev) or {}).get("score")), (scores.get(ev) or {}).get("status"),
                  (scores.get(ev) or {}).get("reason")] for ev in evaluators]
     return out
+
+
+def _r(x: Any) -> Any:
+    """Scores to 4 decimals (0.7000000000000001 costs bytes ×10,000 rows and says nothing more)."""
+    return round(x, 4) if isinstance(x, float) else x
 
 
 def _text(x: Any) -> Any:
@@ -80,7 +85,7 @@ def compact_rows(rows: list[dict[str, Any]], evaluators: list[str]) -> list[dict
             "id": str(r.get("id")), "co": list(r.get("cohorts") or []), "in": _text(r.get("input")),
             "ex": _text(r.get("expected")),
             "b": _side(r.get("baseline"), evaluators), "c": _side(r.get("candidate"), evaluators),
-            "d": [(r.get("delta") or {}).get(ev) for ev in evaluators],
+            "d": [_r((r.get("delta") or {}).get(ev)) for ev in evaluators],
             "f": [(r.get("flips") or {}).get(ev, "") for ev in evaluators],
             "k": "".join(flag for flag, on in (("b", k["broke"]), ("f", k["fixed"]), ("x", k["errored"]),
                                                ("c", k["changed"])) if on),

@@ -218,5 +218,6 @@
   document.getElementById("next").addEventListener("click", function () { state.page++; render(); });
   render();
   document.body.dataset.ready = "1";
-  window.__tunegateReadyMs = performance.now() - t0;
+  window.__tunegateReadyMs = performance.now() - t0;  // script start → first page of rows drawn
+  window.__tunegateReadyAt = performance.now();         // navigation start → interactive
 })();

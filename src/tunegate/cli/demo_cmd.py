@@ -68,6 +68,9 @@ def demo_command(obj: common.Context, example_dir: str | None, report_dir: str, 
               f"gate/summary.md, junit.xml, verdict.json, rows.jsonl)")
     con.print(f"wall time {time.perf_counter() - t0:.0f}s · store {obj.db or default_db_path()} · "
               f"in CI, `tunegate tune prompt` / `tunegate gate` would exit {code} for this verdict")
+    html = Path(report_dir).resolve() / "gate" / "report.html"
+    if html.is_file():  # the last line: the page to open (self-contained, works from disk)
+        con.print(f"report.html: {html}")
     return 0  # the demo ran; the verdict's exit code is for CI commands, not for `make demo`
 
 

@@ -18,9 +18,30 @@ from tunegate.engine.run.executor import RunSummary, execute
 from tunegate.engine.run.factory import make_backend
 from tunegate.engine.run.plan import plan_run
 from tunegate.engine.run.suite import resolve_suite
-from tunegate.errors import UserError
+from tunegate.errors import BackendError, UserError
+from tunegate.store.sqlite import Store
 
-__all__ = ["print_summary", "register"]
+__all__ = ["DEFAULT_MAX_ERROR_RATE", "check_generation_errors", "print_summary", "register"]
+
+#: Fraction of rows whose model call may fail (after the backend's retries) before ``tunegate run``
+#: exits 4. Zero: a run with failed calls is not a clean run, and saying "finished" with exit 0
+#: hid an unreachable server. Raise it (``--max-error-rate 0.05``) for flaky endpoints; the gate
+#: still counts errored rows against its own error budget.
+DEFAULT_MAX_ERROR_RATE = 0.0
+
+
+def check_generation_errors(store: Store, summary: RunSummary, max_error_rate: float) -> None:
+    """Raise ``BackendError`` (exit 4) naming the count and the first cause when too many rows failed."""
+    if summary.rows == 0 or summary.errors / summary.rows <= max_error_rate:
+        return
+    causes = [r.error for r in store.rows(summary.run_id) if r.error]
+    first = causes[0] if causes else "unknown cause"
+    distinct = len(set(causes))
+    more = f" ({distinct} distinct messages)" if distinct > 1 else ""
+    raise BackendError(
+        f"{summary.errors} of {summary.rows} rows failed to generate (limit {max_error_rate:.0%}, "
+        f"--max-error-rate); first error: {first}{more}. Run {summary.run_id} is stored; fix the cause "
+        "and run again (calls that succeeded are served from the cache).")
 
 
 def print_summary(s: RunSummary) -> None:
@@ -56,12 +77,19 @@ def print_summary(s: RunSummary) -> None:
               help="local: this process; ray: Ray workers (cluster at RAY_ADDRESS, else a local Ray instance).")
 @click.option("--workers", type=click.IntRange(min=1), default=None,
               help="Ray workers (default: one per CPU of the cluster).")
+@click.option("--max-error-rate", type=click.FloatRange(0.0, 1.0), default=DEFAULT_MAX_ERROR_RATE,
+              show_default=True,
+              help="Fraction of rows whose model call may fail before the run exits 4 (candidate runs).")
 @click.pass_obj
 def run_command(obj: common.Context, dataset_path: str, candidate_path: str | None, outputs_path: str | None,
                 evaluators: str | None, split: str | None, split_ratios: str | None, cohorts: tuple[str, ...],
                 limit: int | None, resume: bool, no_cache: bool, as_json: bool, executor: str = "local",
-                workers: int | None = None) -> int:
-    """Generate and evaluate every selected row; prints the run id and a per-evaluator summary."""
+                workers: int | None = None, max_error_rate: float = DEFAULT_MAX_ERROR_RATE) -> int:
+    """Generate and evaluate every selected row; prints the run id and a per-evaluator summary.
+
+    Exit 4 when more than --max-error-rate of the rows' model calls failed (default: any), naming
+    the count and the first error; the run is stored either way.
+    """
     if (candidate_path is None) == (outputs_path is None):
         raise UserError("give exactly one of --candidate and --outputs", field="--candidate")
     ratios = SplitRatios.parse(split_ratios) if split_ratios else DEFAULT_SPLIT_RATIOS
@@ -88,6 +116,9 @@ def run_command(obj: common.Context, dataset_path: str, candidate_path: str | No
         common.print_json(summary.to_dict())
     else:
         print_summary(summary)
+    if cand is not None:
+        with obj.store() as store:
+            check_generation_errors(store, summary, max_error_rate)
     return 0
 
 

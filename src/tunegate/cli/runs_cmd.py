@@ -2,16 +2,19 @@
 
 from __future__ import annotations
 
-import json
+from collections.abc import Sequence
 
 import click
+from rich.console import Console
 from rich.table import Table
 
 from tunegate.cli import common
+from tunegate.cli.row_view import RowView, cell_text, row_views
 from tunegate.core.hashing import short
-from tunegate.engine.run.aggregate import aggregate_row, summarise
+from tunegate.core.result import EvalResult
+from tunegate.engine.run.aggregate import summarise
 
-__all__ = ["register"]
+__all__ = ["print_row_block", "register"]
 
 
 @click.command("runs")
@@ -45,56 +48,88 @@ def runs_command(obj: common.Context, limit: int, as_json: bool) -> int:
 @click.command("show")
 @click.argument("run_id")
 @click.option("--json", "as_json", is_flag=True, help="One JSON object per row (JSON Lines).")
-@click.option("--failed", is_flag=True, help="Only rows where some evaluator did not pass.")
+@click.option("--failed", is_flag=True, help="Only rows where some evaluator did not pass, with the reasons.")
+@click.option("--reasons", is_flag=True, help="Every row as a block: expected, output, each verdict's reason.")
+@click.option("--cohort", "cohort", default=None, help="Only rows with this cohort tag.")
+@click.option("--row", "row_ids", multiple=True, help="Only this row id (repeatable).")
 @click.pass_obj
-def show_command(obj: common.Context, run_id: str, as_json: bool, failed: bool) -> int:
-    """Per-row results of RUN_ID (a run id, a unique prefix, or 'latest')."""
+def show_command(obj: common.Context, run_id: str, as_json: bool, failed: bool, reasons: bool,
+                 cohort: str | None, row_ids: tuple[str, ...]) -> int:
+    """Per-row results of RUN_ID: expected value, output and each evaluator's score and reason.
+
+    RUN_ID is a run id, any unique part of one (the random suffix is enough) or 'latest'. The
+    table gives one line per row; --failed and --reasons print a block per row with the expected
+    value and why each evaluator decided what it did.
+    """
     with obj.store() as store:
         rec = store.run(run_id)
         rows = store.rows(rec.id)
         data = store.dataset_rows(rec.dataset_hash)
     names = [e["name"] for e in rec.evaluators]
-    out_rows = []
-    for r in rows:
-        first = r.outputs[0] if r.outputs else None
-        evals = {}
-        for n in names:
-            agg = aggregate_row(r.scores.get(n, []))
-            evals[n] = {"score": agg.score, "status": agg.status, "reason": agg.reason}
-        if failed and all(v["status"] != "ok" or (v["score"] or 0) >= 0.5 for v in evals.values()):
-            continue
-        out_rows.append({
-            "id": r.row_id, "cohorts": data.get(r.row_id, {}).get("cohorts", []),
-            "output": first.text if first else None,
-            "tool_calls": [c.model_dump() for c in first.tool_calls] if first else [],
-            "error": r.error, "samples": len(r.outputs), "evaluators": evals,
-        })
+    views = row_views(rows, data, names)
+    if failed:
+        views = [v for v in views if v.failed]
+    if cohort:
+        views = [v for v in views if cohort in v.cohorts]
+    if row_ids:
+        views = [v for v in views if v.id in set(row_ids)]
     if as_json:
-        for o in out_rows:
-            common.print_json(o)
+        for v in views:
+            common.print_json(v.to_dict(data.get(v.id, {}).get("expected")))
         return 0
     con = common.out_console()
-    summ = summarise([r.scores for r in rows], names)
+    scores: list[dict[str, Sequence[EvalResult]]] = [dict(r.scores) for r in rows]
+    summ = summarise(scores, names)
     con.print(f"[bold]{rec.id}[/] {rec.status} · {len(rows)}/{rec.n_rows} rows · dataset {short(rec.dataset_hash)} · "
               f"candidate {short(rec.candidate_hash)} · {rec.model_calls} calls / {rec.cache_hits} hits")
     con.print("  " + "  ".join(f"{n}={'—' if v['mean'] is None else format(v['mean'], '.3f')}" for n, v in summ.items()))
+    errors = sum(1 for r in rows if r.error)
+    if errors:
+        first = next(r.error for r in rows if r.error)
+        con.print(f"[red]{errors} row(s) failed to generate[/]; first: {common.escape(first or '')}")
+    if failed or reasons:
+        con.print(f"{len(views)} row(s){' that did not pass' if failed else ''}")
+        for v in views:
+            print_row_block(con, v)
+        return 0
+    # Score columns never shrink (no_wrap); expected and output give way, clipped to two lines.
     t = Table(header_style="bold", show_lines=False, show_edge=False)
-    t.add_column("id")
-    t.add_column("cohorts")
-    t.add_column("output", max_width=60, overflow="ellipsis", no_wrap=True)
+    t.add_column("id", no_wrap=True, max_width=24, overflow="ellipsis")
+    t.add_column("expected", min_width=8)
+    t.add_column("output", min_width=8)
     for n in names:
-        t.add_column(n, justify="right")
-    for o in out_rows:
-        cells = []
-        for n in names:
-            v = o["evaluators"][n]
-            cells.append(f"{v['score']:.2f}" if v["status"] == "ok" else v["status"])
-        text = o["output"] if o["output"] is not None else f"[red]{o['error']}[/]"
-        if o["tool_calls"]:
-            text = json.dumps(o["tool_calls"])[:200]
-        t.add_row(o["id"], ",".join(o["cohorts"]), common.escape(text or ""), *cells)
+        t.add_column(n, justify="right", no_wrap=True, min_width=6)
+    id_w = min(24, max((len(v.id) for v in views), default=2))
+    fixed = id_w + 3 + sum(max(len(n), 7) + 3 for n in names)
+    text_w = max(8, (con.width - fixed) // 2 - 3)
+    for v in views:
+        out = _two_lines(v.shown_output().replace("\n", " "), 2 * text_w)
+        out = f"[red]{common.escape(out)}[/]" if v.error else common.escape(out)
+        t.add_row(common.escape(v.id), common.escape(_two_lines(v.expected, 2 * text_w)), out, *(cell_text(v.cells[n]) for n in names))
     con.print(t)
     return 0
+
+
+def _two_lines(text: str, n: int = 60) -> str:
+    """Clip a table cell so a row takes at most about two lines at 80 columns (--reasons has it all)."""
+    return text if len(text) <= n else text[: n - 1] + "…"
+
+
+def print_row_block(con: Console, v: RowView) -> None:
+    """One row: header, expected, output, then one line per evaluator with its reason."""
+    cohorts = f" [dim][{', '.join(v.cohorts)}][/]" if v.cohorts else ""
+    con.print(f"\n[bold]{common.escape(v.id)}[/]{cohorts}")
+    grid = Table.grid(padding=(0, 1))
+    grid.add_column(style="bold", no_wrap=True)
+    grid.add_column(overflow="fold")
+    grid.add_row("expected", common.escape(v.expected))
+    out = v.shown_output()
+    grid.add_row("output", f"[red]{common.escape(out)}[/]" if v.error else common.escape(out))
+    for n, c in v.cells.items():
+        mark = cell_text(c)
+        style = "green" if c.passed else ("yellow" if c.status == "skipped" else "red")
+        grid.add_row(n, f"[{style}]{mark}[/] {common.escape(c.reason)}")
+    con.print(grid)
 
 
 def register(group: click.Group) -> None:

@@ -246,18 +246,26 @@ class Store(PromptRows):
                  "(SELECT COUNT(*) FROM run_rows x WHERE x.run_id = r.id)")
 
     def run(self, run_id: str) -> RunRecord:
-        """A run by id or unique id prefix; ``latest`` is the newest run."""
+        """A run by id, ``latest`` (the newest run), or any unique part of its id.
+
+        The part a person remembers is often the random suffix (``run-20261207-010203-3fa9c1`` →
+        ``3fa9c1``), so a unique substring resolves as well as a prefix; an exact id, then a unique
+        prefix, wins over substring matches. Ambiguity is a usage error listing the matches.
+        """
         if run_id == "latest":
             q = self.db.execute(f"SELECT {self._RUN_COLS} FROM runs r ORDER BY started_at DESC LIMIT 1").fetchall()
-        else:
-            q = self.db.execute(f"SELECT {self._RUN_COLS} FROM runs r WHERE id = ? OR id LIKE ? "
-                                "ORDER BY started_at DESC LIMIT 2", (run_id, run_id + "%")).fetchall()
-            exact = [r for r in q if r[0] == run_id]
-            q = exact or q
-        if not q:
+            if not q:
+                raise UserError(f"no runs in {self.path}", field="run")
+            return self._run_from(q[0])
+        ids = [r[0] for r in self.db.execute("SELECT id FROM runs ORDER BY started_at DESC").fetchall()]
+        hits = [i for i in ids if i == run_id] or [i for i in ids if i.startswith(run_id)] or \
+            [i for i in ids if run_id and run_id in i]
+        if not hits:
             raise UserError(f"no run {run_id!r} in {self.path}", field="run")
-        if len(q) > 1:
-            raise UserError(f"run id prefix {run_id!r} is ambiguous", field="run")
+        if len(hits) > 1:
+            shown = ", ".join(hits[:10]) + (f" (+{len(hits) - 10} more)" if len(hits) > 10 else "")
+            raise UserError(f"{run_id!r} matches {len(hits)} runs: {shown}; give more of the id", field="run")
+        q = self.db.execute(f"SELECT {self._RUN_COLS} FROM runs r WHERE id = ?", (hits[0],)).fetchall()
         return self._run_from(q[0])
 
     def runs(self, limit: int = 50) -> list[RunRecord]:

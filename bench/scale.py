@@ -118,7 +118,7 @@ def _write_rate(target: str, writers: int, n: int) -> float:
         p.join()
     with Store(target) as s:
         assert all(s.count_rows(r) == (n, n) for r in runs)
-    return writers * n / (max(e for _, e in spans) - min(b for b, _ in spans))
+    return float(writers * n / (max(e for _, e in spans) - min(b for b, _ in spans)))
 
 
 def bench_store(n: int, writers: int = 4) -> list[dict[str, Any]]:

@@ -20,7 +20,7 @@ __all__ = ["cli", "main"]
 @click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
 @click.version_option(__version__, prog_name="tunegate")
 @click.option("--db", type=click.Path(dir_okay=False), envvar="TUNEGATE_DB", default=None,
-              help="SQLite store (default $TUNEGATE_DB or ~/.cache/tunegate/tunegate.db).")
+              help="Store: a SQLite path or a postgresql:// URL (default $TUNEGATE_DB or ~/.cache/tunegate/tunegate.db).")
 @click.pass_context
 def cli(ctx: click.Context, db: str | None) -> None:
     """Decide, with evidence, whether a tuned LLM candidate may replace the model in production.

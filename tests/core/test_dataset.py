@@ -63,14 +63,37 @@ def write_all(tmp_path: Path) -> dict[str, Path]:
 
 def test_hash_is_stable_across_key_order_row_order_and_format(tmp_path: Path) -> None:
     files = write_all(tmp_path)
-    hashes = {k: load_dataset(p).hash for k, p in files.items() if k != "csv"}
-    assert len(set(hashes.values())) == 1, hashes
-    # CSV cells are text: an object-valued `expected` arrives as its JSON text, so the row differs
-    csv_ds = load_dataset(files["csv"])
-    assert csv_ds["r2"].expected == json.dumps(ROWS[1]["expected"])
-    same = [ex for ex in csv_ds if ex.id != "r2"]
-    ref = [ex for ex in load_dataset(files["jsonl"]) if ex.id != "r2"]
-    assert Dataset.of(same).hash == Dataset.of(ref).hash
+    hashes = {k: load_dataset(p).hash for k, p in files.items()}
+    assert len(set(hashes.values())) == 1, hashes  # CSV included: JSON cells parse as in JSONL
+    assert load_dataset(files["csv"])["r2"].expected == {"id": 7}
+
+
+def test_csv_json_and_list_cells_read_like_jsonl(tmp_path: Path) -> None:
+    rows = [
+        {"id": "a", "input": "Triage: my ThinkPad X1 is dead", "expected": {"product": "ThinkPad X1", "priority": 2},
+         "cohorts": ["triage", "hardware"], "metadata": {"expect_refusal": False, "tier": 3}},
+        {"id": "b", "input": "Capital of France?", "expected": ["Paris", "paris, France"], "cohorts": ["qa"],
+         "context": ["France's capital is Paris.", "Lyon is in France."]},
+        {"id": "c", "input": "Say [sic]", "expected": "plain text", "metadata": {"code": "007", "note": "true story"}},
+    ]
+    (tmp_path / "d.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    (tmp_path / "d.csv").write_text(
+        "id,input,expected,cohorts,context,metadata.expect_refusal,metadata.tier,metadata.code,metadata.note\n"
+        'a,Triage: my ThinkPad X1 is dead,"{""product"": ""ThinkPad X1"", ""priority"": 2}",triage|hardware,,'
+        "false,3,,\n"
+        'b,Capital of France?,"[""Paris"", ""paris, France""]","[""qa""]",'
+        '"[""France\'s capital is Paris."", ""Lyon is in France.""]",,,,\n'
+        "c,Say [sic],plain text,,,,,007,true story\n")
+    a, b = load_dataset(tmp_path / "d.jsonl"), load_dataset(tmp_path / "d.csv")
+    assert [ex.model_dump() for ex in a] == [ex.model_dump() for ex in b]
+    assert a.hash == b.hash
+    assert b["a"].metadata == {"expect_refusal": False, "tier": 3} and b["c"].metadata["code"] == "007"
+
+
+def test_csv_bad_json_cell_names_line_and_field(tmp_path: Path) -> None:
+    (tmp_path / "d.csv").write_text('id,input,expected\nr1,q,"{""a"": }"\n')
+    with pytest.raises(UserError, match=r"d.csv:2: expected: cell is not valid JSON.*JSON list of one string"):
+        load_dataset(tmp_path / "d.csv")
 
 
 def test_hash_changes_when_content_changes(tmp_path: Path) -> None:

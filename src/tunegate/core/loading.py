@@ -10,6 +10,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import re
 from pathlib import Path
 from typing import Any
 
@@ -20,7 +21,7 @@ from tunegate.core.dataset import DEFAULT_SPLIT_RATIOS, Dataset, SplitRatios
 from tunegate.core.example import Example
 from tunegate.errors import UserError
 
-__all__ = ["JSON_COLUMNS", "load_dataset", "parse_row", "pydantic_message", "read_text", "read_yaml", "yaml_line"]
+__all__ = ["JSON_COLUMNS", "JSON_WHEN_BRACKETED", "load_dataset", "parse_row", "pydantic_message", "read_text", "read_yaml", "yaml_line"]
 
 #: CSV columns whose cells hold JSON (a CSV cell can only hold text).
 JSON_COLUMNS = ("messages", "schema", "tools", "expected_tool_calls", "metadata")
@@ -171,17 +172,45 @@ def _rows_csv(text: str, file: str) -> list[tuple[int, Any]]:
         for key, cell in rec.items():
             if cell is None or cell == "":
                 continue
-            if key in JSON_COLUMNS or (key == "context" and cell.lstrip().startswith("[")):
-                try:
-                    row[key] = json.loads(cell)
-                except json.JSONDecodeError as e:
-                    raise UserError(f"cell is not valid JSON: {e.msg}", file=file, line=line, field=key) from None
+            if key in JSON_COLUMNS or (key in JSON_WHEN_BRACKETED and cell.lstrip()[:1] in ("[", "{")):
+                row[key] = _json_cell(cell, file=file, line=line, field=key)
             elif key.startswith("metadata."):
-                row.setdefault("metadata", {})[key.removeprefix("metadata.")] = cell
+                row.setdefault("metadata", {})[key.removeprefix("metadata.")] = _metadata_cell(cell)
             else:
                 row[key] = cell
         rows.append((line, row))
     return rows
+
+
+#: CSV columns parsed as JSON when the cell starts with ``[`` or ``{`` (else kept as text), so a
+#: JSON-object ``expected`` or a list of references reads exactly as it would from JSONL.
+JSON_WHEN_BRACKETED = ("expected", "context", "cohorts")
+
+_JSON_LITERAL = re.compile(r"true|false|null|-?(?:0|[1-9]\d*)(?:\.\d+)?(?:[eE][-+]?\d+)?|[\[{].*", re.S)
+
+
+def _json_cell(cell: str, *, file: str, line: int, field: str) -> Any:
+    try:
+        return json.loads(cell)
+    except json.JSONDecodeError as e:
+        hint = ""
+        if field in JSON_WHEN_BRACKETED:
+            hint = (f" (a {field} cell starting with [ or {{ is read as JSON; for text that starts with a "
+                    "bracket, write it as a JSON list of one string, e.g. [\"[sic] ...\"])")
+        raise UserError(f"cell is not valid JSON: {e.msg}{hint}", file=file, line=line, field=field) from None
+
+
+def _metadata_cell(cell: str) -> Any:
+    """A ``metadata.NAME`` cell: a JSON literal (true, false, null, a number, an object or a list)
+    is parsed, as in JSONL — ``expect_refusal: true`` must be a boolean, not the text "true";
+    anything else (including text that only looks numeric, such as ``007``) stays text."""
+    text = cell.strip()
+    if _JSON_LITERAL.fullmatch(text):
+        try:
+            return json.loads(text)
+        except json.JSONDecodeError:
+            return cell
+    return cell
 
 
 _READERS = {".jsonl": _rows_jsonl, ".ndjson": _rows_jsonl, ".json": _rows_json,

@@ -27,7 +27,7 @@ test: $(STAMP)
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check src tests bench
-	$(VENV)/bin/mypy src/tunegate/core src/tunegate/errors.py
+	$(VENV)/bin/mypy src
 	$(VENV)/bin/lint-imports
 
 bench: $(STAMP)

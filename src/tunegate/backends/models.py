@@ -139,7 +139,7 @@ def _convert_into(gguf_path: Path, out: Path, progress: Progress | None) -> None
     # The GGUF marker makes Trainer/PEFT refuse the model; the weights are already de-quantized.
     if hasattr(model.config, "quantization_config"):
         del model.config.quantization_config
-    model.hf_quantizer = None  # type: ignore[assignment]
+    model.hf_quantizer = None
     _say(progress, f"saving safetensors to {out}")
     model.save_pretrained(out, safe_serialization=True)
     tokenizer.save_pretrained(out)

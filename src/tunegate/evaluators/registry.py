@@ -52,7 +52,7 @@ class Registry:
         cls = self.get(name)
         try:
             if getattr(cls, "uses_judge_backends", False):
-                return cls(judge_backends=judge_backends, **config)  # type: ignore[call-arg]
+                return cls(judge_backends=judge_backends, **config)
             return cls(**config)
         except UserError:
             raise

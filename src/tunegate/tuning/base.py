@@ -129,4 +129,5 @@ def load_optimizer(method: str, settings: dict[str, Any] | None = None, *, sourc
         err = e.errors()[0]
         loc = ".".join(str(x) for x in err["loc"])
         raise UserError(f"{err['msg']}", file=source, field=f"settings.{loc}" if loc else "settings") from None
-    return cls(s)
+    optimizer: Optimizer = cls(s)
+    return optimizer

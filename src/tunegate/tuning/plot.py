@@ -40,12 +40,13 @@ def plot_history(history: History, path: str | Path, *, title: str = "") -> Path
             ax.axhline(seed, color="#7f7f7f", ls="--", lw=1, label=f"seed ({seed:.3f})")
     acc = [(p.calls_at, p.dev_mean) for p in history.proposals if p.status == "accepted" and p.dev_mean is not None]
     if acc:
-        ax.scatter(*zip(*acc, strict=True), s=22, color="#2ca02c", zorder=3, label="accepted (full dev)")
-    rej = [(p.calls_at, p.dev_mean if p.dev_mean is not None else _mb(p.minibatch))
-           for p in history.proposals if p.status == "rejected"]
-    rej = [(x, y) for x, y in rej if y is not None]
+        ax.scatter([x for x, _ in acc], [y for _, y in acc], s=22, color="#2ca02c", zorder=3,
+                   label="accepted (full dev)")
+    rej_all = [(p.calls_at, p.dev_mean if p.dev_mean is not None else _mb(p.minibatch))
+               for p in history.proposals if p.status == "rejected"]
+    rej = [(x, y) for x, y in rej_all if y is not None]
     if rej:
-        ax.scatter(*zip(*rej, strict=True), s=14, marker="x", color="#d62728", zorder=3,
+        ax.scatter([x for x, _ in rej], [y for _, y in rej], s=14, marker="x", color="#d62728", zorder=3,
                    label="rejected (minibatch or constraint)")
     if history.rejections:  # reflections rejected before any call was spent have no x position
         ax.plot([], [], " ", label=f"{len(history.rejections)} reflection replies rejected (no call spent)")

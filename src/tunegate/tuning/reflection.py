@@ -32,7 +32,7 @@ _FENCE = re.compile(r"```[a-zA-Z0-9_-]*[ \t]*\n?(.*?)```", re.DOTALL)
 
 def fenced_block(text: str) -> str:
     """The last complete ``` fenced block (the convention GEPA's reflection prompt asks for)."""
-    blocks = [b.strip() for b in _FENCE.findall(text)]
+    blocks = [str(b).strip() for b in _FENCE.findall(text)]
     blocks = [b for b in blocks if b]
     if not blocks:
         if text.count("```") % 2 == 1:
@@ -46,7 +46,7 @@ def tagged_block(tag: str) -> Parser:
     pat = re.compile(rf"<{tag}>(.*?)</{tag}>", re.DOTALL | re.IGNORECASE)
 
     def parse(text: str) -> str:
-        found = [b.strip() for b in pat.findall(text) if b.strip()]
+        found = [str(b).strip() for b in pat.findall(text) if str(b).strip()]
         if not found:
             if re.search(rf"<{tag}>", text, re.IGNORECASE):
                 raise ValueError(f"<{tag}> block is not closed")

@@ -95,8 +95,8 @@ async def optimize_prompt(*, dataset: Dataset, seed: CandidateSpec, evaluators: 
                "proposal": best.id, "dev_mean": best.dev_mean, "seed_dev_mean": seed_p.dev_mean}
     cand = seed.model_copy(update={"prompt": best.prompt, "lineage": lineage,
                                    "name": f"{seed.name}+{method}"})
-    closers = {id(harness.backend.inner): harness, id(reflector.backend.inner): reflector}
-    for c in closers.values():
-        await c.aclose()
+    await harness.aclose()
+    if reflector.backend.inner is not harness.backend.inner:  # one backend closes once
+        await reflector.aclose()
     return TuneOutcome(best=best, seed=seed_p, candidate=cand, history=history, spent=meter.snapshot(),
                        config_hash=config_hash, stopped=stopped)

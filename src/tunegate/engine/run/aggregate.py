@@ -7,7 +7,7 @@ error for that evaluator — averaging over the survivors would hide failures.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 from tunegate.core.result import EvalResult, EvalStatus
@@ -40,7 +40,8 @@ def aggregate_row(results: Sequence[EvalResult]) -> RowScore:
     return RowScore("ok", mean, passed, reason)
 
 
-def summarise(rows: Sequence[dict[str, Sequence[EvalResult]]], names: Sequence[str]) -> dict[str, dict[str, float | int | None]]:
+def summarise(rows: Sequence[Mapping[str, Sequence[EvalResult]]], names: Sequence[str]
+              ) -> dict[str, dict[str, float | int | None]]:
     """Per evaluator: mean over ok rows, pass rate, and counts of ok / error / skipped rows."""
     out: dict[str, dict[str, float | int | None]] = {}
     for name in names:

@@ -10,12 +10,14 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 from tunegate._version import __version__
 from tunegate.backends.base import Backend
 from tunegate.backends.cache import CachedBackend
+from tunegate.core.result import EvalResult
 from tunegate.engine.run.aggregate import summarise
 from tunegate.engine.run.plan import RunPlan, machine_info
 from tunegate.engine.run.rows import ProgressHook, ScoredRow, score_rows
@@ -75,7 +77,8 @@ async def execute(plan: RunPlan, store: Store, backend: Backend | None = None, *
     def commit(chunk: list[ScoredRow], calls: int, hits: int) -> None:
         # One transaction per row, the chunk's model calls and cache hits on its first row.
         for j, row in enumerate(chunk):
-            store.write_row(run_id, row.example.id, seq_of[row.example.id], row.outputs, row.errors, row.scores,
+            scores: dict[str, Sequence[EvalResult]] = dict(row.scores)
+            store.write_row(run_id, row.example.id, seq_of[row.example.id], row.outputs, row.errors, scores,
                             model_calls=calls if j == 0 else 0, cache_hits=hits if j == 0 else 0,
                             error=row.error)
 

@@ -51,15 +51,18 @@ def _margin_trainer(margin_scale: float) -> Any:
     from trl import DPOTrainer
 
     class MarginDPOTrainer(DPOTrainer):
+        data_collator: Any
+        _signature_columns: list[str] | None
+
         def __init__(self, *args: Any, **kwargs: Any) -> None:
             super().__init__(*args, **kwargs)
             self.data_collator = MarginOffsetCollator(self.data_collator, margin_scale / self.beta)
 
         def _set_signature_columns_if_needed(self) -> None:
-            super()._set_signature_columns_if_needed()  # type: ignore[no-untyped-call]
+            super()._set_signature_columns_if_needed()
             cols: list[str] = list(self._signature_columns or [])
             if "margin" not in cols:
-                self._signature_columns = [*cols, "margin"]  # type: ignore[assignment]
+                self._signature_columns = [*cols, "margin"]
 
     return MarginDPOTrainer
 

@@ -171,7 +171,7 @@ def make_peft_config(cfg: TuneConfig, base_path: Path) -> Any:
                                       tokenizer_name_or_path=str(base_path))
         return PromptTuningConfig(task_type="CAUSAL_LM", num_virtual_tokens=cfg.num_virtual_tokens)
     targets: Any = cfg.target_modules[0] if cfg.target_modules == ["all-linear"] else list(cfg.target_modules)
-    return LoraConfig(r=cfg.rank, lora_alpha=cfg.alpha,  # type: ignore[arg-type]  # a float alpha works
+    return LoraConfig(r=cfg.rank, lora_alpha=cfg.alpha,  # a float alpha works
                       lora_dropout=cfg.dropout, target_modules=targets,
                       bias="none", task_type="CAUSAL_LM")
 

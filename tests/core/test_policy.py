@@ -79,9 +79,9 @@ def test_unknown_top_level_key(tmp_path: Path) -> None:
 @pytest.mark.parametrize(
     ("old", "new", "field", "line", "message"),
     [
-        ("rule: non_inferior, margin: 0.02", "rule: non_inferior", "guards[0]", 5, "needs a margin"),
-        ("rule: improve}", "rule: improve, margin: 0.01}", "headline", 3, "takes no margin"),
-        ("rule: floor, min: 0.95", "rule: floor", "guards[2]", 7, "needs a min"),
+        ("rule: non_inferior, margin: 0.02", "rule: non_inferior", "guards[0].margin", 5, "needs a margin"),
+        ("rule: improve}", "rule: improve, margin: 0.01}", "headline.margin", 3, "takes no margin"),
+        ("rule: floor, min: 0.95", "rule: floor", "guards[2].min", 7, "needs a min"),
         ("rule: floor, min: 0.95", "rule: floor, min: 1.5", "guards[2].min", 7, "less than or equal to 1"),
         ("rule: improve}", "rule: better}", "headline.rule", 3, "improve"),
         ("min_rows: 20", "min_rows: 0", "cohorts.min_rows", 8, "greater than or equal to 1"),
@@ -111,15 +111,24 @@ def test_invalid_yaml_and_shapes(tmp_path: Path) -> None:
 
 def test_no_drop_and_cohort_evaluators() -> None:
     pol = GatePolicy.model_validate({
-        "guards": [{"evaluator": "safety", "rule": "no_drop"}],
-        "cohorts": {"rule": "no_drop", "evaluators": ["safety", "tone"], "min_rows": 30},
+        "guards": [{"evaluator": "safety", "rule": "no_drop", "margin": 0.01}],
+        "cohorts": {"rule": "no_drop", "margin": 0.05, "evaluators": ["safety", "tone"], "min_rows": 30},
         "correction": "bh",
     })
-    assert pol.guards[0].threshold == 0.0
+    # no_drop: passes on a CI above -margin, fails on any drop shown with confidence (test vs 0)
+    assert pol.guards[0].threshold == -0.01 and pol.guards[0].fail_threshold == 0.0
+    assert pol.cohorts is not None and pol.cohorts.fail_threshold == 0.0 and pol.cohorts.threshold == -0.05
+    nin = Rule(evaluator="x", rule="non_inferior", margin=0.02)
+    assert nin.threshold == nin.fail_threshold == -0.02  # non_inferior tolerates drops inside the margin
+    assert Rule(evaluator="x", rule="improve").fail_threshold == 0.0
     assert pol.cohort_evaluators() == ["safety", "tone"]
     assert pol.min_cohort_rows == 30 and pol.compare_options()["correction"] == "bh"
-    with pytest.raises(ValueError, match="takes no margin"):
-        Rule(evaluator="x", rule="no_drop", margin=0.01)
+    with pytest.raises(ValueError, match="no_drop needs a margin"):
+        Rule(evaluator="x", rule="no_drop")
+    with pytest.raises(ValueError, match="no_drop needs a margin"):
+        Rule(evaluator="x", rule="no_drop", margin=0.0)
+    with pytest.raises(ValueError, match="improve takes no margin"):
+        Rule(evaluator="x", rule="improve", margin=0.01)
 
 
 def test_core_policy_imports_nothing_heavy() -> None:

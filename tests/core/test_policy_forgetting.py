@@ -46,6 +46,8 @@ def test_policies_without_the_section_keep_their_hash(tmp_path: Path) -> None:
     plain = load_policy(_write(tmp_path, BASE, "a.yaml"))
     legacy = plain.model_dump(mode="json")
     legacy.pop("forgetting")
+    for rule in [legacy["headline"], *legacy["guards"]]:  # nor did rule scopes (cohorts, where)
+        assert rule.pop("cohorts") is None and rule.pop("where") is None
     assert plain.hash == content_hash(legacy, prefix="pol-")  # the hash before the section existed
     with_fg = load_policy(_write(tmp_path, BASE + SECTION, "b.yaml"))
     assert with_fg.hash != plain.hash
@@ -66,8 +68,9 @@ def test_per_cohort_section_is_hashed_and_defaults(tmp_path: Path) -> None:
 
 
 def test_forgetting_alone_is_a_policy() -> None:
-    pol = GatePolicy.model_validate({"forgetting": {"rule": "no_drop"}})
-    assert pol.headline is None and pol.forgetting is not None and pol.forgetting.as_rule().threshold == 0.0
+    pol = GatePolicy.model_validate({"forgetting": {"rule": "no_drop", "margin": 0.05}})
+    assert pol.headline is None and pol.forgetting is not None
+    assert pol.forgetting.as_rule().threshold == -0.05 and pol.forgetting.as_rule().fail_threshold == 0.0
     with pytest.raises(ValueError, match="headline or at least one guard"):
         GatePolicy.model_validate({"name": "empty"})
 
@@ -76,13 +79,13 @@ def test_forgetting_alone_is_a_policy() -> None:
     ("old", "new", "field", "line", "message"),
     [
         ("  margin: 0.05\n", "  margn: 0.05\n", "forgetting.margn", 7, "unknown key 'margn'"),
-        ("  margin: 0.05\n", "", "forgetting", 3, "needs a margin"),
+        ("  margin: 0.05\n", "", "forgetting.margin", 3, "needs a margin"),
         ("  rule: non_inferior\n", "  rule: improve\n", "forgetting.rule", 6, "non_inferior"),
         ("  max_tokens: 96\n", "  max_tokens: 0\n", "forgetting.max_tokens", 8, "greater than or equal to 1"),
         ("  margin: 0.05\n", "  margin: 0.05\n  prompt: none\n", "forgetting.prompt", 8, "candidate"),
         ("  probe: general-v1\n", "  probe: general-v9\n", "forgetting.probe", 4, "neither a built-in probe"),
         ("  evaluators: null\n", "  evaluators: []\n", "forgetting.evaluators", 5, "at least one evaluator"),
-        ("  max_tokens: 96\n", "  max_tokens: 96\n  cohorts: {rule: non_inferior}\n", "forgetting.cohorts", 9,
+        ("  max_tokens: 96\n", "  max_tokens: 96\n  cohorts: {rule: non_inferior}\n", "forgetting.cohorts.margin", 9,
          "needs a margin"),
         ("  max_tokens: 96\n", "  max_tokens: 96\n  cohorts:\n    margin: 0.25\n    min_rows: 0\n",
          "forgetting.cohorts.min_rows", 11, "greater than or equal to 1"),
@@ -108,11 +111,11 @@ def test_probe_path_resolves_against_the_policy_file(tmp_path: Path, monkeypatch
     (sub / "mine.jsonl").write_text('{"id": "a", "input": "1+1?", "expected": "2"}\n', encoding="utf-8")
     (sub / "mine.evaluators.yaml").write_text("numeric_match: {}\n", encoding="utf-8")
     monkeypatch.chdir(tmp_path)  # the policy's folder, not the working directory, anchors the path
-    pol = load_policy(_write(sub, BASE + "forgetting: {probe: mine.jsonl, rule: no_drop}\n"))
+    pol = load_policy(_write(sub, BASE + "forgetting: {probe: mine.jsonl, rule: no_drop, margin: 0.05}\n"))
     assert pol.forgetting is not None and pol.forgetting.probe_name == "mine"
     data, suite = pol.forgetting.probe_files(pol.base_dir)
     assert data == sub / "mine.jsonl" and suite == str(sub / "mine.evaluators.yaml")
-    explicit = ForgettingRule(probe="mine.jsonl", rule="no_drop", evaluators="numeric_match,regex")
+    explicit = ForgettingRule(probe="mine.jsonl", rule="no_drop", margin=0.05, evaluators="numeric_match,regex")
     assert explicit.probe_files(sub)[1] == "numeric_match,regex"
 
 

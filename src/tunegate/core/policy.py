@@ -7,8 +7,9 @@ Example::
     headline: {evaluator: task_completion, rule: improve}            # CI low bound of delta > 0
     guards:
       - {evaluator: groundedness, rule: non_inferior, margin: 0.02}  # CI low bound > -0.02
-      - {evaluator: content_safety, rule: no_drop}                   # = non_inferior, margin 0
+      - {evaluator: content_safety, rule: no_drop, margin: 0.01}     # no drop shown, and CI low > -0.01
       - {evaluator: json_validation, rule: floor, min: 0.95}         # candidate mean >= 0.95
+      - {evaluator: numeric_match, rule: non_inferior, margin: 0.05, cohorts: [arithmetic]}  # those rows only
     cohorts: {rule: non_inferior, margin: 0.05, min_rows: 20}       # every cohort with >= 20 pairs
     max_cohort_variance_increase: 0.01
     error_budget: 0.02
@@ -17,11 +18,28 @@ Example::
 Unknown keys are rejected (a typo like ``margn`` must not silently disable a guard), and errors
 name the file, the line and the field. The hash covers every setting that changes a verdict, with
 defaults filled in, so two files that say the same thing hash the same (a policy without a
-``forgetting`` section hashes exactly as it did before the section existed).
+``forgetting`` section, or rules without a scope, hash exactly as they did before those existed).
+
+Rule kinds (docs/decisions/0003-no-drop-and-rows-needed.md):
+
+* ``improve`` -- superiority: passes when the CI of the delta lies above 0 (and, for pass/fail
+  metrics, the exact one-sided McNemar test agrees); fails when a drop is shown with confidence.
+* ``non_inferior`` -- passes when the CI lies above ``-margin``; fails only when a drop *larger than
+  the margin* is shown with confidence (drops inside the margin are tolerated).
+* ``no_drop`` -- "must not get worse": passes when the CI lies above ``-margin`` (an unchanged metric
+  passes once there are enough rows to rule out a drop of ``margin``); fails when *any* drop is shown
+  with confidence (the fail test is against 0, not ``-margin``). The margin is required: without a
+  tolerance no finite number of rows can show that nothing changed.
+* ``floor`` -- the candidate's mean is at least ``min``, judged on the CI of the candidate mean.
+
+A rule may be **scoped to rows**: ``cohorts: [math]`` (rows tagged with any of them) and/or
+``where: {metadata.task: math}`` (dotted paths into the row; a list value means any of). Rows outside
+the scope are not gated by that rule and their errors do not count against the error budget.
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any, Literal
 
@@ -31,7 +49,7 @@ from tunegate.core.hashing import content_hash
 from tunegate.errors import UserError
 
 __all__ = ["PROBES_DIR", "CohortRules", "ForgettingRule", "GatePolicy", "ProbeCohorts", "Rule", "RuleKind",
-           "builtin_probes", "load_policy"]
+           "builtin_probes", "load_policy", "row_value"]
 
 RuleKind = Literal["improve", "non_inferior", "no_drop", "floor"]
 
@@ -40,58 +58,156 @@ PROBES_DIR = Path(__file__).resolve().parent.parent / "data" / "probes"
 _SUITE_SUFFIX = ".evaluators.yaml"
 
 
+class _FieldProblem(ValueError):
+    """A model-level problem that belongs to one field (the loader names ``<rule>.<field>``)."""
+
+    def __init__(self, message: str, field: str) -> None:
+        super().__init__(message)
+        self.field = field
+
+
 def _check_rule(rule: str, margin: float | None, minimum: float | None) -> None:
     """Shared by per-evaluator and per-cohort rules: each kind takes exactly the numbers it uses."""
     if rule == "non_inferior" and margin is None:
-        raise ValueError("rule non_inferior needs a margin (e.g. margin: 0.02)")
-    if rule != "non_inferior" and margin is not None:
-        hint = " (use non_inferior for a tolerance)" if rule in ("improve", "no_drop") else ""
-        raise ValueError(f"rule {rule} takes no margin{hint}")
+        raise _FieldProblem("rule non_inferior needs a margin (e.g. margin: 0.02)", "margin")
+    if rule == "no_drop" and not margin:
+        raise _FieldProblem(
+            "rule no_drop needs a margin > 0: the smallest drop the rule must rule out before it passes "
+            "(e.g. margin: 0.01). An unchanged metric can only pass once the rows exclude a drop of that "
+            "size; any drop shown with confidence still fails", "margin")
+    if rule not in ("non_inferior", "no_drop") and margin is not None:
+        hint = " (use non_inferior or no_drop for a tolerance)" if rule == "improve" else ""
+        raise _FieldProblem(f"rule {rule} takes no margin{hint}", "margin")
     if rule == "floor" and minimum is None:
-        raise ValueError("rule floor needs a min (e.g. min: 0.95)")
+        raise _FieldProblem("rule floor needs a min (e.g. min: 0.95)", "min")
     if rule != "floor" and minimum is not None:
-        raise ValueError(f"rule {rule} takes no min (only floor does)")
+        raise _FieldProblem(f"rule {rule} takes no min (only floor does)", "min")
 
 
 def _threshold(rule: str, margin: float | None, minimum: float | None) -> float:
-    if rule == "non_inferior":
+    """The bound the rule's CI must clear to pass."""
+    if rule in ("non_inferior", "no_drop"):
         return -float(margin) if margin else 0.0
     if rule == "floor":
         return float(minimum or 0.0)
     return 0.0
 
 
+def _fail_threshold(rule: str, margin: float | None, minimum: float | None) -> float:
+    """The bound a one-sided test must show the measure is below to fail: ``no_drop`` fails on any
+    drop shown with confidence (0), every other rule on the same bound it must clear to pass."""
+    return 0.0 if rule == "no_drop" else _threshold(rule, margin, minimum)
+
+
+_MISSING = object()
+
+
+def row_value(row: Mapping[str, Any], path: str) -> Any:
+    """The value at a dotted ``path`` (``metadata.task``) of a row's JSON, or a sentinel when absent."""
+    cur: Any = row
+    for part in path.split("."):
+        if not isinstance(cur, Mapping) or part not in cur:
+            return _MISSING
+        cur = cur[part]
+    return cur
+
+
 class Rule(BaseModel):
-    """One rule on one evaluator's overall result.
+    """One rule on one evaluator's overall result (over every row, or the rows of its scope).
 
     ``improve``: the 95% CI of the mean delta lies above 0. ``non_inferior``: it lies above
-    ``-margin``. ``no_drop``: non_inferior with margin 0. ``floor``: the candidate's mean is at least
-    ``min``, judged on the CI of the candidate mean.
+    ``-margin``. ``no_drop``: it lies above ``-margin`` and no drop at all is shown with confidence.
+    ``floor``: the candidate's mean is at least ``min``, judged on the CI of the candidate mean.
+    ``cohorts`` / ``where`` restrict the rows the rule applies to.
     """
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     evaluator: str = Field(min_length=1, description="Evaluator name, as in the runs.")
     rule: RuleKind = Field(description="improve | non_inferior | no_drop | floor.")
-    margin: float | None = Field(default=None, ge=0.0, le=1.0, description="Tolerated drop (non_inferior).")
+    margin: float | None = Field(default=None, ge=0.0, le=1.0,
+                                 description="Tolerated drop (non_inferior); drop to rule out (no_drop).")
     min: float | None = Field(default=None, ge=0.0, le=1.0, description="Lowest acceptable mean (floor).")
+    cohorts: list[str] | None = Field(default=None, description="Only rows tagged with any of these cohorts.")
+    where: dict[str, Any] | None = Field(
+        default=None, description="Only rows whose dotted field equals the value (a list: any of), e.g. "
+                                  "{metadata.task: math}; with cohorts, a row must satisfy both.")
 
     @model_validator(mode="after")
     def _kind(self) -> Rule:
         _check_rule(self.rule, self.margin, self.min)
         return self
 
+    @field_validator("cohorts")
+    @classmethod
+    def _cohorts(cls, v: list[str] | None) -> list[str] | None:
+        if v is None:
+            return v
+        names = [c.strip() for c in v]
+        if not names or not all(names):
+            raise ValueError("name at least one cohort (or leave cohorts out to gate every row)")
+        if len(set(names)) != len(names):
+            raise ValueError("a cohort is listed twice")
+        return names
+
+    @field_validator("where")
+    @classmethod
+    def _where(cls, v: dict[str, Any] | None) -> dict[str, Any] | None:
+        if v is None:
+            return v
+        if not v:
+            raise ValueError("an empty where matches every row; leave it out instead")
+        for key, want in v.items():
+            if not key.strip() or any(not p for p in key.split(".")):
+                raise ValueError(f"{key!r} is not a dotted field path (e.g. metadata.task)")
+            values = want if isinstance(want, list) else [want]
+            if not values or any(isinstance(x, dict | list) for x in values):
+                raise ValueError(f"{key}: compare with a value or a list of values (any of), not {want!r}")
+        return v
+
     @property
     def threshold(self) -> float:
-        """The value the measured quantity must exceed: 0, -margin, or min."""
+        """The value the measured quantity's CI must clear to pass: 0, -margin, or min."""
         return _threshold(self.rule, self.margin, self.min)
 
+    @property
+    def fail_threshold(self) -> float:
+        """The bound a one-sided test must put the measure below to fail (0 for ``no_drop``)."""
+        return _fail_threshold(self.rule, self.margin, self.min)
+
+    @property
+    def scope(self) -> str | None:
+        """A short label of the rows the rule applies to (``cohorts=math``), None for every row."""
+        parts = []
+        if self.cohorts:
+            parts.append("cohorts=" + ",".join(self.cohorts))
+        for key, want in (self.where or {}).items():
+            parts.append(f"{key}=" + (",".join(map(str, want)) if isinstance(want, list) else str(want)))
+        return " ".join(parts) or None
+
+    @property
+    def key(self) -> str:
+        """Name of the measure the rule reads: the evaluator, or ``evaluator [scope]`` when scoped."""
+        return self.evaluator if self.scope is None else f"{self.evaluator} [{self.scope}]"
+
+    def applies_to(self, cohorts: Sequence[str], row: Mapping[str, Any] | None = None) -> bool:
+        """Does the rule gate this row (its cohort tags, and its JSON for ``where``)?"""
+        if self.cohorts and not set(self.cohorts).intersection(cohorts):
+            return False
+        for key, want in (self.where or {}).items():
+            got = row_value(row or {}, key)
+            values = want if isinstance(want, list) else [want]
+            if got is _MISSING or got not in values:
+                return False
+        return True
+
     def describe(self) -> str:
-        if self.rule == "non_inferior":
-            return f"{self.evaluator} non_inferior (margin {self.margin:g})"
+        where = f" on {self.scope}" if self.scope else ""
+        if self.rule in ("non_inferior", "no_drop"):
+            return f"{self.evaluator} {self.rule} (margin {self.margin:g}){where}"
         if self.rule == "floor":
-            return f"{self.evaluator} floor {self.min:g}"
-        return f"{self.evaluator} {self.rule}"
+            return f"{self.evaluator} floor {self.min:g}{where}"
+        return f"{self.evaluator} {self.rule}{where}"
 
 
 class CohortRules(BaseModel):
@@ -117,6 +233,10 @@ class CohortRules(BaseModel):
     @property
     def threshold(self) -> float:
         return _threshold(self.rule, self.margin, self.min)
+
+    @property
+    def fail_threshold(self) -> float:
+        return _fail_threshold(self.rule, self.margin, self.min)
 
 
 def builtin_probes() -> list[str]:
@@ -161,7 +281,7 @@ class ForgettingRule(BaseModel):
         default=None, description="Probe evaluators: names or a suite YAML (relative to the policy file); "
                                   "default: the probe's shipped <probe>.evaluators.yaml.")
     rule: Literal["non_inferior", "no_drop"] = Field(
-        default="non_inferior", description="non_inferior (needs margin) | no_drop (margin 0).")
+        default="non_inferior", description="non_inferior | no_drop (both need a margin).")
     margin: float | None = Field(default=None, ge=0.0, le=1.0, description="Tolerated drop of the probe score.")
     max_tokens: int | None = Field(default=None, ge=1, le=32768,
                                    description="Decoding max_tokens for probe runs (default: each candidate's own).")
@@ -260,6 +380,30 @@ class GatePolicy(BaseModel):
             return list(dict.fromkeys(self.cohorts.evaluators))
         return self.gated_evaluators()
 
+    def named_rules(self) -> list[tuple[str, str, Rule]]:
+        """(label, YAML field, rule) for the headline and every guard, in policy order."""
+        out = [("headline", "headline", self.headline)] if self.headline is not None else []
+        return out + [(f"guard {i + 1}", f"guards[{i}]", g) for i, g in enumerate(self.guards)]
+
+    def scoped_rules(self) -> list[tuple[str, Rule]]:
+        """(YAML field, rule) of the rules restricted to some rows, first per measure key."""
+        seen: dict[str, tuple[str, Rule]] = {}
+        for _, field, r in self.named_rules():
+            if r.scope is not None:
+                seen.setdefault(r.key, (field, r))
+        return list(seen.values())
+
+    def gated_keys(self) -> list[str]:
+        """Measures the headline and guards read: evaluator names, ``evaluator [scope]`` when scoped."""
+        return list(dict.fromkeys(r.key for _, _, r in self.named_rules()))
+
+    def cohort_keys(self) -> list[str]:
+        """Measures the cohort rule and the cohort-variance limit apply to: the listed evaluators, or
+        by default the headline and guard measures (a scoped guard's cohort checks stay in its scope)."""
+        if self.cohorts is not None and self.cohorts.evaluators is not None:
+            return list(dict.fromkeys(self.cohorts.evaluators))
+        return self.gated_keys()
+
     @property
     def min_cohort_rows(self) -> int:
         return self.cohorts.min_rows if self.cohorts is not None else 20
@@ -279,6 +423,10 @@ class GatePolicy(BaseModel):
         data = self.model_dump(mode="json")
         if data.get("forgetting") is None:
             data.pop("forgetting", None)
+        for rule in [data.get("headline"), *data.get("guards", [])]:
+            for k in ("cohorts", "where"):
+                if isinstance(rule, dict) and rule.get(k) is None:
+                    rule.pop(k, None)
         return content_hash(data, prefix="pol-")
 
     @property
@@ -308,6 +456,10 @@ def load_policy(path: str | Path) -> GatePolicy:
         err = e.errors()[0]
         loc = tuple(err["loc"])
         msg = err["msg"].removeprefix("Value error, ")
+        problem = (err.get("ctx") or {}).get("error")
+        if isinstance(problem, _FieldProblem):  # a model-level check about one field: name that field
+            loc = (*loc, problem.field)
+            msg = str(problem)
         if err["type"] == "extra_forbidden":
             parent = _model_at(loc[:-1])
             allowed = ", ".join(k for k in parent.model_fields if k != "source") if parent else ""

@@ -26,7 +26,7 @@ class RuleResult(BaseModel):
 
     ``status``: ``pass`` (holds with confidence), ``fail`` (violated with confidence), ``undecided``
     (neither; ``rows_needed`` says about how many pairs would decide it at the observed effect and
-    variance), ``skipped`` (not applicable, e.g. a cohort below ``min_rows``; never affects the
+    spread, ``decides`` in which direction), ``skipped`` (not applicable, e.g. a cohort below ``min_rows``; never affects the
     decision). ``p_fail`` is the one-sided p-value of "the rule holds" (small = evidence it fails);
     ``p_adjusted`` is it after the multiplicity correction over every fail test of the verdict.
     """
@@ -37,18 +37,24 @@ class RuleResult(BaseModel):
     rule: str = Field(description="improve | non_inferior | no_drop | floor | cohort_variance | error_budget.")
     evaluator: str | None = None
     cohort: str | None = Field(default=None, description="'*' for the whole set, else the cohort name.")
+    scope: str | None = Field(default=None, description="Rows the rule is restricted to (cohorts=..., where).")
     status: RuleStatus
     evidence: str = Field(description="One sentence with the numbers that decided the status.")
     measure: str = Field(description="delta | candidate_mean | variance_increase | error_rate.")
     estimate: float | None = None
     ci_low: float | None = None
     ci_high: float | None = None
-    threshold: float | None = Field(default=None, description="Bound the measure is compared with.")
+    threshold: float | None = Field(default=None, description="Bound the measure's CI must clear to pass.")
+    fail_threshold: float | None = Field(
+        default=None, description="Bound of the fail test when it differs from threshold (no_drop: 0).")
     margin: float | None = None
     p_fail: float | None = None
     p_adjusted: float | None = None
     n: int | None = Field(default=None, description="Pairs (or rows) the rule was judged on.")
-    rows_needed: int | None = None
+    rows_needed: int | None = Field(
+        default=None, description="Undecided: pairs that would decide it at the observed effect and spread.")
+    decides: Literal["pass", "fail"] | None = Field(
+        default=None, description="Undecided: the direction rows_needed would decide it in.")
 
     @field_validator("estimate", "ci_low", "ci_high", "threshold", "margin", "p_fail", "p_adjusted",
                      mode="before")

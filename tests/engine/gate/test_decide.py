@@ -205,7 +205,7 @@ def test_policy_must_match_the_comparison() -> None:
 def test_bh_is_selectable_and_reported_and_small_cohorts_are_skipped() -> None:
     inp = simulate_pair(600, [MetricSpec("task", True, 0.8)], cohorts=4, seed=3)
     inp.cohorts = [c if i % 50 else ["tiny"] for i, c in enumerate(inp.cohorts or [])]  # a 12-row cohort
-    policy = GatePolicy.model_validate({"guards": [{"evaluator": "task", "rule": "no_drop"}],
+    policy = GatePolicy.model_validate({"guards": [{"evaluator": "task", "rule": "no_drop", "margin": 0.05}],
                                         "cohorts": {"rule": "non_inferior", "margin": 0.1}, "correction": "bh"})
     _, verdict = gate_arrays(inp, policy)
     assert verdict.correction == "bh" and "bh-corrected" in verdict.reasons[-1]
@@ -240,7 +240,7 @@ def test_aa_calibration_small() -> None:
     policy = {
         "headline": {"evaluator": "task_completion", "rule": "improve"},
         "guards": [{"evaluator": "groundedness", "rule": "non_inferior", "margin": 0.02},
-                   {"evaluator": "content_safety", "rule": "no_drop"}],
+                   {"evaluator": "content_safety", "rule": "no_drop", "margin": 0.02}],
         "cohorts": {"rule": "non_inferior", "margin": 0.05, "min_rows": 20},
         "max_cohort_variance_increase": 0.01,
         "n_resamples": 500,

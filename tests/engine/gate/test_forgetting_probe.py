@@ -29,7 +29,7 @@ def test_every_row_loads_in_five_cohorts_of_sixteen() -> None:
     assert len(ds) == 80 and len({ex.id for ex in ds}) == 80
     assert Counter(c for ex in ds for c in ex.cohorts) == {
         "arithmetic": 16, "factual": 16, "instructions": 16, "extraction": 16, "json": 16}
-    assert ForgettingRule(rule="no_drop").probe_files() == (DATA, str(SUITE))
+    assert ForgettingRule(rule="no_drop", margin=0.05).probe_files() == (DATA, str(SUITE))
 
 
 def test_each_row_is_scored_by_exactly_the_evaluators_it_declares() -> None:

@@ -77,13 +77,38 @@ def _check_identities(b: RunRecord, c: RunRecord) -> list[str]:
     return common
 
 
+def _describe_selection(sel: dict[str, Any]) -> str:
+    parts = [f"split={sel.get('split') or 'all'}", f"cohorts={','.join(sel.get('cohorts') or []) or 'all'}"]
+    if sel.get("limit") is not None:
+        parts.append(f"limit={sel['limit']}")
+    if sel.get("n_rows") is not None:
+        parts.append(f"{sel['n_rows']} rows")
+    return " ".join(parts)
+
+
+def _check_selection(b: RunRecord, c: RunRecord) -> None:
+    """Runs over different row selections are a usage error, not rows "missing" from one side.
+
+    Both runs record the ids they were planned on (a hash); when those differ, most rows would be
+    one-sided and the error budget would BLOCK a candidate for the way it was run.
+    """
+    bs, cs = b.selection or {}, c.selection or {}
+    if bs.get("rows") and cs.get("rows") and bs["rows"] != cs["rows"]:
+        raise IdentityMismatch(
+            f"runs cover different rows: baseline {b.id} ({_describe_selection(bs)}) vs candidate {c.id} "
+            f"({_describe_selection(cs)}); gate runs of the same selection (re-run one with the other's "
+            "--split / --cohort / --limit)", field="selection")
+
+
 def pair_runs(store: Store, baseline_id: str, candidate_id: str) -> PairedRuns:
-    """Load and align two runs. Raises IdentityMismatch (exit 2) when they must not be paired."""
+    """Load and align two runs. Raises IdentityMismatch (exit 2) when they must not be paired:
+    different datasets, evaluator identities, or row selections."""
     b = store.run(baseline_id)
     c = store.run(candidate_id)
     if b.id == c.id:
         raise IdentityMismatch(f"baseline and candidate are the same run {b.id}", field="run")
     common = _check_identities(b, c)
+    _check_selection(b, c)
     brows = {r.row_id: r for r in store.rows(b.id)}
     crows = {r.row_id: r for r in store.rows(c.id)}
     data = store.dataset_rows(b.dataset_hash)
@@ -92,7 +117,12 @@ def pair_runs(store: Store, baseline_id: str, candidate_id: str) -> PairedRuns:
     evs = []
     ident = {e["name"]: e for e in b.evaluators}
     for name in common:
-        bv, cv, bs, cs, br, cr = [], [], [], [], [], []
+        bv: list[float] = []
+        cv: list[float] = []
+        bs: list[str] = []
+        cs: list[str] = []
+        br: list[str] = []
+        cr: list[str] = []
         for rid in ids:
             for rows, vals, sts, rsn in ((brows, bv, bs, br), (crows, cv, cs, cr)):
                 rec = rows.get(rid)

@@ -14,10 +14,12 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from tunegate._version import __version__
+from tunegate.core.dataset import DEFAULT_SPLIT_RATIOS, assign_split
 from tunegate.core.policy import GatePolicy
 from tunegate.core.verdict import Verdict
 from tunegate.engine.gate.decide import decide
 from tunegate.engine.gate.pairing import PairedRuns, pair_runs
+from tunegate.engine.gate.scope import scope_input
 from tunegate.engine.run.aggregate import aggregate_row
 from tunegate.engine.stats.compare import ComparisonInput, MetricInput, compare_arrays
 from tunegate.engine.stats.results import Comparison
@@ -27,7 +29,7 @@ from tunegate.store.sqlite import RowRecord, Store
 if TYPE_CHECKING:
     from tunegate.engine.gate.forgetting import Runner
 
-__all__ = ["GateResult", "compare_runs", "comparison_input", "gate_runs", "row_diffs"]
+__all__ = ["GateResult", "compare_runs", "comparison_input", "gate_runs", "row_diffs", "scoped_input"]
 
 
 def _require(paired: PairedRuns, needed: list[str], policy: GatePolicy) -> None:
@@ -48,6 +50,20 @@ def comparison_input(paired: PairedRuns, evaluators: list[str] | None = None) ->
         clusters = [g or f"row:{rid}" for g, rid in zip(paired.groups, paired.row_ids, strict=True)]
     return ComparisonInput(row_ids=list(paired.row_ids), cohorts=paired.cohorts, clusters=clusters,
                            metrics=metrics)
+
+
+def _row_json(paired: PairedRuns) -> dict[str, dict[str, Any]]:
+    """Row id -> row JSON with its effective split filled in (``where: {split: test}`` works)."""
+    out = {}
+    for rid, row in paired.rows_data.items():
+        out[rid] = row if row.get("split") else {**row, "split": assign_split(rid, DEFAULT_SPLIT_RATIOS)}
+    return out
+
+
+def scoped_input(paired: PairedRuns, policy: GatePolicy) -> ComparisonInput:
+    """The comparison input of two paired runs with one derived measure per scoped rule."""
+    known = {t for row in paired.rows_data.values() for t in row.get("cohorts", [])}
+    return scope_input(comparison_input(paired), policy, _row_json(paired), known_cohorts=known)
 
 
 def compare_runs(store: Store, baseline: str, candidate: str, *, n_resamples: int = 2000, alpha: float = 0.05,
@@ -162,7 +178,7 @@ def gate_runs(store: Store, baseline: str, candidate: str, policy: GatePolicy, *
     _require(paired, needed, policy)
     # every shared evaluator is compared (the report shows them all); the gate applies its own
     # multiplicity correction over the rules it tests, so extra evaluators do not dilute it
-    comp = compare_arrays(comparison_input(paired), **policy.compare_options())
+    comp = compare_arrays(scoped_input(paired, policy), **policy.compare_options())
     forgetting = gate_forgetting(store, policy, baseline, candidate, probe_runner)
     verdict = contamination.annotate(decide(comp, policy, external=forgetting.external_rules() if forgetting else []))
     res = GateResult(verdict=verdict, comparison=comp, paired=paired, policy=policy,

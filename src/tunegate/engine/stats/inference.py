@@ -21,21 +21,21 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from statistics import NormalDist
-from typing import Literal
+from typing import Any, Literal
 
 import numpy as np
 
 from tunegate.engine.stats.bootstrap import bootstrap_means, paired_bootstrap_ci
 
 
-def _special():  # type: ignore[no-untyped-def]
+def _special() -> Any:
     """scipy.special, imported on first use: importing scipy costs ~1-3 s at CLI start-up."""
     from scipy import special
 
     return special
 
 
-def _stats():  # type: ignore[no-untyped-def]
+def _stats() -> Any:
     from scipy import stats
 
     return stats

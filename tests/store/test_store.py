@@ -63,7 +63,7 @@ def test_run_lookup_by_prefix_and_latest(store_target: str) -> None:
         rid = s.create_run(identity="i", dataset_hash="d", candidate_hash="c", selection={}, evaluators=[],
                            n_rows=0, meta={})
         assert s.run(rid[:-2]).id == rid
-        assert s.run(rid[:-2].upper()).id == rid  # prefix match ignores ASCII case on both backends
+        assert s.run(rid[-6:]).id == rid  # any unique part of the id
         assert s.run("latest").id == rid
         with pytest.raises(UserError, match="no run"):
             s.run("run-nope")

@@ -10,7 +10,6 @@ see them through one snapshot, so never a row whose outputs are committed but sc
 from __future__ import annotations
 
 import json
-import sqlite3
 import uuid
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
@@ -24,7 +23,7 @@ from tunegate.core.hashing import canonical_json
 from tunegate.core.result import EvalResult, ModelOutput
 from tunegate.errors import StoreError, UserError
 from tunegate.store.clock import now
-from tunegate.store.connection import Connection, connect, transaction
+from tunegate.store.connection import Connection, connect, database_errors, transaction
 from tunegate.store.migrate import apply_migrations, pending_migrations
 from tunegate.store.prompt_rows import PromptRows
 from tunegate.store.url import StoreURL, parse_store_url
@@ -86,8 +85,8 @@ class Store(PromptRows):
             self.db: Connection = connect(self.url)
             if migrate:
                 apply_migrations(self.db, self.url.display)
-        except sqlite3.DatabaseError as e:
-            raise StoreError(f"{self.url.display}: not a usable tunegate database ({e})") from None
+        except database_errors() as e:
+            raise StoreError(f"{self.url.display}: not a usable tunegate database ({str(e).strip()})") from None
 
     def close(self) -> None:
         self.db.close()

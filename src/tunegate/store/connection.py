@@ -24,7 +24,8 @@ from tunegate.errors import StoreError
 from tunegate.store import dialect
 from tunegate.store.url import StoreURL
 
-__all__ = ["Connection", "Cursor", "PostgresConnection", "SqliteConnection", "connect", "integrity_errors"]
+__all__ = ["Connection", "Cursor", "PostgresConnection", "SqliteConnection", "connect", "database_errors",
+           "integrity_errors", "transaction"]
 
 #: Arbitrary constant key of the advisory lock that serialises write transactions on PostgreSQL.
 WRITE_LOCK_KEY = 0x7475_6E65  # "tune"
@@ -228,6 +229,18 @@ def connect(url: StoreURL) -> Connection:
         return PostgresConnection(url.dsn)
     assert url.path is not None
     return SqliteConnection(str(url.path))
+
+
+def database_errors() -> tuple[type[Exception], ...]:
+    """Any driver error (sqlite3.DatabaseError, psycopg.Error when psycopg is installed)."""
+    errs: list[type[Exception]] = [sqlite3.DatabaseError]
+    try:
+        import psycopg
+
+        errs.append(psycopg.Error)
+    except ImportError:  # pragma: no cover
+        pass
+    return tuple(errs)
 
 
 def integrity_errors() -> tuple[type[BaseException], ...]:

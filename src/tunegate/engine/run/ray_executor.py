@@ -230,6 +230,7 @@ def _drive(ray: Any, store: Store, run_id: str, seq_of: dict[str, int], actors: 
            progress: ProgressHook | None, workers_used: set[str]) -> int:
     """Keep every live actor two shards deep, commit each shard as it returns, re-queue lost shards."""
     lost = _lost_worker_errors(ray)
+    committed = store.done_rows(run_id)
     alive = set(range(len(actors)))
     attempts: dict[int, int] = {}
     inflight: dict[Any, tuple[int, list[Example]]] = {}
@@ -246,13 +247,14 @@ def _drive(ray: Any, store: Store, run_id: str, seq_of: dict[str, int], actors: 
         k, shard = inflight.pop(ref)
         try:
             res: ShardResult = ray.get(ref)
-        except lost:
+        except lost as e:
             # The worker (or its node) died with this shard: nothing of it was committed. Score it again
             # on a surviving actor; start a new one only when none survives (Ray places it where it fits).
             attempts[id(shard)] = attempts.get(id(shard), 1) + 1
             if attempts[id(shard)] > MAX_SHARD_ATTEMPTS:
                 raise TunegateError(f"a shard of {len(shard)} rows was lost with its worker {MAX_SHARD_ATTEMPTS} "
-                                    f"times; the run {run_id} continues with --resume") from None
+                                    f"times (last: {str(e).strip()[:300]}); the run {run_id} continues with "
+                                    "--resume") from None
             alive.discard(k)
             shards.appendleft(shard)
             if not alive:
@@ -262,7 +264,7 @@ def _drive(ray: Any, store: Store, run_id: str, seq_of: dict[str, int], actors: 
             continue
         except ray.exceptions.RayTaskError as e:
             raise e.as_instanceof_cause() from None
-        commit_rows(store, run_id, seq_of, res)
+        commit_rows(store, run_id, seq_of, res, committed)
         workers_used.add(res.worker)
         n_done += len(res.rows)
         if progress:
@@ -271,12 +273,12 @@ def _drive(ray: Any, store: Store, run_id: str, seq_of: dict[str, int], actors: 
     return n_done
 
 
-def commit_rows(store: Store, run_id: str, seq_of: dict[str, int], res: ShardResult) -> None:
+def commit_rows(store: Store, run_id: str, seq_of: dict[str, int], res: ShardResult, done: set[str]) -> None:
     """One transaction per row, the shard's model calls and cache hits on its first row (as locally).
 
-    A row already committed (its shard was scored twice after a lost worker reply) is skipped.
+    A row already committed (its shard was scored twice after a lost worker reply) is skipped;
+    ``done`` (the run's committed row ids) is updated as rows are written.
     """
-    done = store.done_rows(run_id)
     first = True
     for rid, outs, errs, scores in res.rows:
         if rid in done:
@@ -285,4 +287,5 @@ def commit_rows(store: Store, run_id: str, seq_of: dict[str, int], res: ShardRes
         store.write_row(run_id, rid, seq_of[rid], outs, errs, by_eval,
                         model_calls=res.model_calls if first else 0, cache_hits=res.cache_hits if first else 0,
                         error=next((e for e in errs if e), None))
+        done.add(rid)
         first = False

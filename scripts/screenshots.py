@@ -53,6 +53,8 @@ def shoot(report: Path, out: Path) -> list[Path]:
         page = browser.new_page(viewport={"width": 1400, "height": 900}, device_scale_factor=1)
         page.goto((report / "report.html").resolve().as_uri())
         page.wait_for_selector("body[data-ready='1']", state="attached", timeout=60_000)
+        # the sticky table of contents would cover the top of element screenshots
+        page.evaluate("() => { document.querySelector('nav.toc').style.position = 'static'; }")
 
         def snap(name: str, selector: str | None = None) -> None:
             path = out / f"report-{name}.png"

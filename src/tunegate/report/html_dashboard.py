@@ -112,7 +112,7 @@ def _share_bar(arms: list[Arm]) -> Markup:
         parts.append(f'<rect x="{x:.1f}" y="0" width="{w:.1f}" height="22" fill="{_COLORS[i % len(_COLORS)]}">'
                      f'<title>{escape(a.name)}: {a.share * 100:.1f}%</title></rect>')
         if w > 50:
-            parts.append(f'<text x="{x + 6:.1f}" y="15" fill="#fff" class="legend">{escape(a.name)} '
+            parts.append(f'<text x="{x + 6:.1f}" y="15" style="fill:#fff;font-size:12px">{escape(a.name)} '
                          f'{a.share * 100:.0f}%</text>')
         x += w
     return Markup(f'<svg class="chart share" viewBox="0 0 600 22" width="600" height="22" '

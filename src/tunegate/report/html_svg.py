@@ -45,12 +45,10 @@ def nice_ticks(lo: float, hi: float, n: int = 6) -> list[float]:
     raw = (hi - lo) / max(n - 1, 1)
     mag = 10 ** math.floor(math.log10(raw))
     step = next(m * mag for m in (1, 2, 2.5, 5, 10) if m * mag >= raw)
-    start = math.floor(lo / step) * step
-    ticks = []
-    v = start
-    while v <= hi + step * 1e-9:
-        ticks.append(round(v, 10))
-        v += step
+    start = math.floor(lo / step + 1e-9) * step
+    ticks = [round(start, 10)]
+    while ticks[-1] < hi - step * 1e-9:  # the last tick is at or above hi: no point beyond the axis
+        ticks.append(round(ticks[-1] + step, 10))
     return ticks
 
 

@@ -129,6 +129,25 @@ class _PgCursor:
         return iter(self.fetchall())
 
 
+def _numeric_loader() -> type:
+    """NUMERIC results as SQLite gives them: ``int`` when integral, else ``float`` — never ``Decimal``.
+
+    PostgreSQL's ``SUM`` of a bigint column is NUMERIC; psycopg would return ``Decimal``, which
+    ``json.dumps`` refuses and callers written against SQLite do not expect.
+    """
+    from psycopg.adapt import Loader
+
+    class NumericLoader(Loader):
+        def load(self, data: Any) -> int | float:
+            text = bytes(data).decode()
+            try:
+                return int(text)
+            except ValueError:
+                return float(text)
+
+    return NumericLoader
+
+
 def _param(v: Any) -> Any:
     # SQLite stores a bool as 0/1 in an INTEGER column; PostgreSQL would refuse boolean → bigint.
     return int(v) if isinstance(v, bool) else v
@@ -148,6 +167,7 @@ class PostgresConnection:
             self.raw = psycopg.connect(dsn, autocommit=True, connect_timeout=15)
         except psycopg.OperationalError as e:
             raise StoreError(f"cannot connect to the PostgreSQL store: {str(e).strip()}") from None
+        self.raw.adapters.register_loader("numeric", _numeric_loader())
         self._sql: dict[str, str] = {}
         self._keys: dict[str, tuple[list[str], list[str]]] = {}
 

@@ -131,3 +131,8 @@ def test_serve_check_exits_2_on_bad_config(tmp_path: Path, capsys: pytest.Captur
     p = _write(tmp_path, "version: 1\nroutes:\n  - name: r\n    baseline: a\n    arms: {}\n")
     assert main(["--db", str(tmp_path / "db"), "serve", "--config", str(p), "--check"]) == 2
     assert "gateway.yaml:3: routes.0: baseline 'a' is not one of the arms" in capsys.readouterr().err
+
+
+def test_example_gateway_config_loads() -> None:
+    cfg, specs = load_gateway_config(Path(__file__).resolve().parents[2] / "examples/support/gateway.yaml")
+    assert [r.name for r in cfg.routes] == ["support"] and set(specs["support"]) == {"incumbent", "candidate"}

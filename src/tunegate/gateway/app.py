@@ -19,12 +19,11 @@ from tunegate.gateway.service import Gateway
 from tunegate.gateway.validate import error_body
 
 if TYPE_CHECKING:
-    import httpx
     from starlette.applications import Starlette
     from starlette.requests import Request
     from starlette.responses import Response
 
-__all__ = ["create_app"]
+__all__ = ["app_from_env", "create_app"]
 
 
 def _response(out: Outcome) -> Response:
@@ -37,14 +36,14 @@ def _response(out: Outcome) -> Response:
 
 
 def create_app(config_path: str | Path, *, db: str | Path | None = None, use_store: bool = True,
-               transport: httpx.AsyncBaseTransport | None = None, request_hooks: list[RequestHook] | None = None,
+               request_hooks: list[RequestHook] | None = None,
                span_hook: SpanHook | None = None) -> Starlette:
     """The gateway app for ``config_path`` (``use_store=False``: no rollout state, no request log)."""
     from starlette.applications import Starlette
     from starlette.responses import JSONResponse, Response
     from starlette.routing import Route
 
-    gw = Gateway(config_path, db=db, use_store=use_store, transport=transport, request_hooks=request_hooks,
+    gw = Gateway(config_path, db=db, use_store=use_store, request_hooks=request_hooks,
                  span_hook=span_hook)
 
     @contextlib.asynccontextmanager
@@ -122,3 +121,17 @@ def create_app(config_path: str | Path, *, db: str | Path | None = None, use_sto
     ], lifespan=lifespan)
     app.state.gateway = gw
     return app
+
+
+def app_from_env() -> Starlette:
+    """App factory for servers that take an import string (``granian --factory``, ``uvicorn --factory``):
+    ``TUNEGATE_GATEWAY_CONFIG`` names gateway.yaml, ``TUNEGATE_DB`` the store (``TUNEGATE_NO_STORE=1``: none)."""
+    import os
+
+    from tunegate.errors import UserError
+
+    path = os.environ.get("TUNEGATE_GATEWAY_CONFIG")
+    if not path:
+        raise UserError("set TUNEGATE_GATEWAY_CONFIG to the gateway.yaml to serve", field="TUNEGATE_GATEWAY_CONFIG")
+    return create_app(path, db=os.environ.get("TUNEGATE_DB") or None,
+                      use_store=os.environ.get("TUNEGATE_NO_STORE", "") not in ("1", "true", "yes"))

@@ -30,7 +30,7 @@ from tunegate.gateway.upstream import Upstream, make_upstream
 from tunegate.store.sqlite import Store
 
 if TYPE_CHECKING:
-    import httpx
+    from tunegate.gateway.http1 import HTTP1Pool
 
 __all__ = ["Gateway", "Snapshot", "resolve_specs"]
 
@@ -99,12 +99,11 @@ class Gateway:
     """One gateway process's state (the Starlette app holds one)."""
 
     def __init__(self, config_path: str | Path, *, db: str | Path | None = None, use_store: bool = True,
-                 transport: httpx.AsyncBaseTransport | None = None, request_hooks: list[RequestHook] | None = None,
+                 request_hooks: list[RequestHook] | None = None,
                  span_hook: SpanHook | None = None) -> None:
         self.config_path = str(config_path)
         self.db = db
         self.use_store = use_store
-        self.transport = transport
         #: Awaited once per finished request, off the request path (release controller, mirroring).
         self.request_hooks: list[RequestHook] = list(request_hooks or [])
         #: Wraps every upstream attempt (tracing); no-op by default.
@@ -118,7 +117,7 @@ class Gateway:
         self.limiter: Limiter | None = None
         self.worker: StoreWorker | None = None
         self.log: RequestLog | None = None
-        self.client: httpx.AsyncClient | None = None
+        self.pool: HTTP1Pool | None = None
         self._upstreams: dict[tuple[str, str, str], Upstream] = {}
         self._caches: dict[tuple[str, str], ResponseCache] = {}
         self._task: asyncio.Task[None] | None = None
@@ -127,10 +126,9 @@ class Gateway:
 
     # -- lifecycle ----------------------------------------------------------------------------------
     async def start(self) -> None:
-        import httpx
+        from tunegate.gateway.http1 import HTTP1Pool
 
-        self.client = httpx.AsyncClient(transport=self.transport, timeout=httpx.Timeout(30.0),
-                                        limits=httpx.Limits(max_connections=1000, max_keepalive_connections=200))
+        self.pool = HTTP1Pool()
         if self.use_store:
             self.worker = StoreWorker(self.db)
             cfg, specs, state = await self.worker.call(_load, self.config_path)
@@ -153,14 +151,14 @@ class Gateway:
             await self.log.aclose()
         for up in self._upstreams.values():
             await up.aclose()
-        if self.client is not None:
-            await self.client.aclose()
+        if self.pool is not None:
+            await self.pool.aclose()
         if self.worker is not None:
             await self.worker.aclose()
 
     # -- snapshots ----------------------------------------------------------------------------------
     def _install(self, cfg: GatewayConfig, specs: dict[str, dict[str, CandidateSpec]], state: RolloutState) -> None:
-        assert self.client is not None
+        assert self.pool is not None
         ups: dict[str, dict[str, Upstream]] = {}
         caches: dict[str, ResponseCache] = {}
         for route in cfg.routes:
@@ -168,7 +166,7 @@ class Gateway:
             for arm, spec in specs[route.name].items():
                 key = (route.name, arm, spec.hash)
                 if key not in self._upstreams:
-                    self._upstreams[key] = make_upstream(arm, spec, self.client)
+                    self._upstreams[key] = make_upstream(arm, spec, self.pool)
                 ups[route.name][arm] = self._upstreams[key]
             if route.cache:
                 ck = (route.name, str(route.cache_size))

@@ -6,9 +6,8 @@ and returns the OpenAI response body, or streams OpenAI chunk dicts. Every failu
 :class:`UpstreamError` whose ``outcome`` says what happened (``http_503``, ``timeout``,
 ``connection``, ``invalid_json``) so the fallback policy and the attempt log can act on it.
 
-:class:`HTTPUpstream` passes bodies through unchanged over one pooled ``httpx.AsyncClient`` per
-gateway (keep-alive, no per-request connection set-up: this is most of the gateway's latency
-budget). :class:`LocalUpstream` runs the embedded model in-process through
+:class:`HTTPUpstream` passes bodies through unchanged over the gateway's keep-alive pool
+(:mod:`tunegate.gateway.http1`: the upstream call is most of the gateway's own latency budget). :class:`LocalUpstream` runs the embedded model in-process through
 :class:`tunegate.backends.local.LocalBackend`, whose generation runs on its own worker thread so
 the event loop keeps serving other requests. A shadow request (mirroring) is simply another
 ``complete`` call on an upstream: the release controller gets them from ``Gateway.upstreams``.
@@ -27,7 +26,7 @@ from tunegate.core.candidate import CandidateSpec
 from tunegate.errors import UserError
 
 if TYPE_CHECKING:
-    import httpx
+    from tunegate.gateway.http1 import HTTP1Pool
 
 __all__ = ["HTTPUpstream", "LocalUpstream", "Upstream", "UpstreamError", "make_upstream", "retry_after_s"]
 
@@ -88,7 +87,7 @@ def retry_after_s(value: str | None) -> float | None:
 _RETRYABLE = frozenset({408, 409, 429})
 
 
-def _error_text(raw: bytes) -> str:
+def _error_text(raw: bytes | str) -> str:
     try:
         data = json.loads(raw)
         err = data.get("error") if isinstance(data, dict) else None
@@ -96,27 +95,33 @@ def _error_text(raw: bytes) -> str:
             return str(err["message"])[:300]
     except ValueError:
         pass
-    return raw[:300].decode("utf-8", "replace").strip()
+    text = raw if isinstance(raw, str) else raw.decode("utf-8", "replace")
+    return text[:300].strip()
 
 
 class HTTPUpstream:
-    """An OpenAI-compatible server reached over a shared, pooled ``httpx.AsyncClient``.
+    """An OpenAI-compatible server reached through the gateway's shared keep-alive pool (:mod:`.http1`).
 
     The API key comes from the environment variable the candidate names (``api_key_env``), read
     once at start-up; it is sent as a header and appears in no log, record or error message.
     """
 
-    def __init__(self, arm: str, candidate: CandidateSpec, client: httpx.AsyncClient) -> None:
+    def __init__(self, arm: str, candidate: CandidateSpec, pool: HTTP1Pool) -> None:
         assert candidate.base_url is not None
         from tunegate.backends.openai_compat import normalise_base_url
+        from tunegate.gateway.http1 import Origin
 
         self.arm = arm
         self.candidate = candidate
         self.candidate_hash = candidate.hash
         self.model = candidate.adapter or candidate.model
         self.url = normalise_base_url(candidate.base_url) + "/chat/completions"
-        self._client = client
-        self._headers: dict[str, str] = {}
+        try:
+            self._origin = Origin.parse(self.url)
+        except ValueError as e:
+            raise UserError(str(e), file=candidate.source, field="base_url") from None
+        self._pool = pool
+        self._headers = {"Content-Type": "application/json", "Accept": "application/json", "User-Agent": "tunegate"}
         if candidate.api_key_env:
             key = os.environ.get(candidate.api_key_env, "").strip()
             if not key:
@@ -127,25 +132,29 @@ class HTTPUpstream:
     def __repr__(self) -> str:  # never the headers: they hold the key
         return f"HTTPUpstream(arm={self.arm!r}, url={self.url!r}, model={self.model!r})"
 
-    def _status_error(self, status: int, raw: bytes, headers: httpx.Headers) -> UpstreamError:
+    def _status_error(self, status: int, raw: bytes, headers: dict[str, str]) -> UpstreamError:
         return UpstreamError(f"http_{status}", f"upstream {self.arm} answered {status}: {_error_text(raw)}",
                              status=status, retry_after=retry_after_s(headers.get("retry-after")),
                              retryable=status in _RETRYABLE or status >= 500)
 
+    def _failure(self, e: BaseException, timeout_s: float) -> UpstreamError:
+        if isinstance(e, TimeoutError):
+            return UpstreamError("timeout", f"upstream {self.arm} timed out after {timeout_s:g}s")
+        return UpstreamError("connection", f"upstream {self.arm} connection failed: {type(e).__name__}")
+
     async def complete(self, body: dict[str, Any], *, timeout_s: float) -> dict[str, Any]:
-        import httpx
+        import asyncio
 
         try:
-            resp = await self._client.post(self.url, content=json.dumps(body).encode(), headers=self._headers,
-                                           timeout=timeout_s)
-        except httpx.TimeoutException:
-            raise UpstreamError("timeout", f"upstream {self.arm} timed out after {timeout_s:g}s") from None
-        except httpx.HTTPError as e:
-            raise UpstreamError("connection", f"upstream {self.arm} connection failed: {type(e).__name__}") from None
-        if resp.status_code >= 300:
-            raise self._status_error(resp.status_code, resp.content, resp.headers)
+            async with asyncio.timeout(timeout_s):
+                resp = await self._pool.post(self._origin, self._headers, json.dumps(body).encode())
+        except (TimeoutError, OSError, EOFError, ValueError, asyncio.IncompleteReadError,
+                asyncio.LimitOverrunError) as e:
+            raise self._failure(e, timeout_s) from None
+        if resp.status >= 300:
+            raise self._status_error(resp.status, resp.body, resp.headers)
         try:
-            data = json.loads(resp.content)
+            data = json.loads(resp.body)
         except ValueError:
             raise UpstreamError("invalid_json", f"upstream {self.arm} sent a body that is not JSON",
                                 retryable=False) from None
@@ -154,35 +163,50 @@ class HTTPUpstream:
         return data
 
     async def stream(self, body: dict[str, Any], *, timeout_s: float) -> AsyncIterator[dict[str, Any]]:
-        import httpx
+        """Chunks as they arrive; ``timeout_s`` bounds the wait for the response head and for each line."""
+        import asyncio
 
+        errors = (TimeoutError, OSError, EOFError, ValueError, asyncio.IncompleteReadError, asyncio.LimitOverrunError)
         try:
-            async with self._client.stream("POST", self.url, content=json.dumps(body).encode(),
-                                           headers=self._headers, timeout=timeout_s) as resp:
-                if resp.status_code >= 300:
-                    raise self._status_error(resp.status_code, await resp.aread(), resp.headers)
-                async for line in resp.aiter_lines():
-                    if not line.startswith("data:"):
-                        continue
-                    payload = line[5:].strip()
-                    if payload == "[DONE]":
-                        return
-                    try:
-                        chunk = json.loads(payload)
-                    except ValueError:
-                        raise UpstreamError("invalid_json", f"upstream {self.arm} sent a chunk that is not JSON") \
-                            from None
-                    if isinstance(chunk, dict):
-                        if "error" in chunk and "choices" not in chunk:
-                            raise UpstreamError("stream_error", f"upstream {self.arm} failed mid-stream: "
-                                                f"{_error_text(payload.encode())}")
-                        yield chunk
-        except httpx.TimeoutException:
-            raise UpstreamError("timeout", f"upstream {self.arm} timed out after {timeout_s:g}s") from None
-        except httpx.HTTPError as e:
-            raise UpstreamError("connection", f"upstream {self.arm} connection failed: {type(e).__name__}") from None
+            async with asyncio.timeout(timeout_s):
+                status, headers, lines = await self._pool.post_stream(self._origin, self._headers,
+                                                                      json.dumps(body).encode())
+                if status >= 300:
+                    raw = b"\n".join([line async for line in lines])
+                    raise self._status_error(status, raw, headers)
+        except errors as e:
+            raise self._failure(e, timeout_s) from None
+        it = lines.__aiter__()
+        try:
+            while True:
+                try:
+                    async with asyncio.timeout(timeout_s):
+                        line = await it.__anext__()
+                except StopAsyncIteration:
+                    return
+                except errors as e:
+                    raise self._failure(e, timeout_s) from None
+                if not line.startswith(b"data:"):
+                    continue
+                payload = line[5:].strip()
+                if payload == b"[DONE]":
+                    async for _ in it:  # read to the end so the connection is reused
+                        pass
+                    return
+                try:
+                    chunk = json.loads(payload)
+                except ValueError:
+                    raise UpstreamError("invalid_json", f"upstream {self.arm} sent a chunk that is not JSON",
+                                        retryable=False) from None
+                if isinstance(chunk, dict):
+                    if "error" in chunk and "choices" not in chunk:
+                        raise UpstreamError("stream_error", f"upstream {self.arm} failed mid-stream: "
+                                            f"{_error_text(payload)}")
+                    yield chunk
+        finally:
+            await it.aclose()  # type: ignore[attr-defined]
 
-    async def aclose(self) -> None:  # the client is shared and closed by the gateway
+    async def aclose(self) -> None:  # the pool is shared and closed by the gateway
         return None
 
 
@@ -278,8 +302,8 @@ def _local_message(m: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
-def make_upstream(arm: str, candidate: CandidateSpec, client: httpx.AsyncClient) -> Upstream:
+def make_upstream(arm: str, candidate: CandidateSpec, pool: HTTP1Pool) -> Upstream:
     """The upstream for one arm's candidate."""
     if candidate.backend == "local":
         return LocalUpstream(arm, candidate)
-    return HTTPUpstream(arm, candidate, client)
+    return HTTPUpstream(arm, candidate, pool)

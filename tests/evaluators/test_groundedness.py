@@ -19,6 +19,7 @@ from tunegate.errors import UserError
 from tunegate.evaluators import nli as nli_mod
 from tunegate.evaluators.base import EvalContext
 from tunegate.evaluators.groundedness import Faithfulness, Groundedness, HallucinationScore
+from tunegate.evaluators.grounding import FEATURES, claim_hypothesis, lexical_features, load_grounding_head
 from tunegate.evaluators.nli import DEFAULT_MODEL_DIR, NLIModel, chunk_context, split_claims, split_sentences
 from tunegate.evaluators.training.nli_calibrate import roc_auc
 
@@ -32,7 +33,7 @@ NLI_ACC3_FLOOR = 0.555
 SLICE_MARGIN = 0.05
 
 
-def ctx(output: str, context: str | list[str] | None = None, expected: Any = None) -> EvalContext:
+def ctx(output: str, context: Any = None, expected: Any = None) -> EvalContext:
     return EvalContext(example=Example(id="r", input="q?", context=context, expected=expected),
                        output=ModelOutput(text=output))
 
@@ -76,25 +77,33 @@ def test_chunk_context_windows_overlap_and_cover_every_sentence() -> None:
 
 
 # -- config, skip and error discipline (no model) -------------------------------------------------
-@pytest.mark.parametrize("cfg", [{"threshold": 1.5}, {"empty_output": "maybe"}, {"max_claims": 0},
-                                 {"bogus": 1}, {"threshold": "high"}])
+@pytest.mark.parametrize("cfg", [{"threshold": 1.5}, {"empty_output": "maybe"}, {"empty_output": "pass"},
+                                 {"max_claims": 0}, {"bogus": 1}, {"threshold": "high"}])
 def test_bad_config_is_a_user_error_naming_the_evaluator(cfg: dict[str, Any]) -> None:
     with pytest.raises(UserError, match=r"evaluators\.groundedness"):
         Groundedness(**cfg)
 
 
-def test_rows_without_their_source_are_skipped() -> None:
-    assert Groundedness().evaluate(ctx("A claim.")).status == "skipped"
-    assert Faithfulness().evaluate(ctx("A claim.")).status == "skipped"
-    r = HallucinationScore().evaluate(ctx("A claim."))
+@pytest.mark.parametrize("context", [None, "", "   \n ", []])
+def test_rows_without_their_source_are_skipped_not_errors(context: Any) -> None:
+    for ev in (Groundedness(), Faithfulness()):
+        r = ev.evaluate(ctx("A claim.", context=context))
+        assert r.status == "skipped" and "context" in r.reason and r.score is None
+    r = HallucinationScore().evaluate(ctx("A claim.", context=context))
     assert r.status == "skipped" and "context or expected" in r.reason
+    r = HallucinationScore().evaluate(ctx("A claim.", context=context, expected=["  "]))
+    assert r.status == "skipped"
 
 
-@pytest.mark.parametrize("mode, status, score", [("pass", "ok", 1.0), ("fail", "ok", 0.0), ("skip", "skipped", None)])
-def test_empty_output_policy_without_loading_a_model(mode: str, status: str, score: float | None) -> None:
-    ev = Groundedness(empty_output=mode, model_path="/nonexistent/model")  # never loaded: no claims
-    r = ev.evaluate(ctx("   ", context="The sky is blue."))
-    assert (r.status, r.score) == (status, score)
+@pytest.mark.parametrize("output", ["", "   ", "\n\t", " ... "])
+def test_empty_output_is_a_failure_without_loading_a_model(output: str) -> None:
+    """Issue 11: an empty reply is never vacuously grounded; the bad end of every scale."""
+    for cls in (Groundedness, Faithfulness, HallucinationScore):
+        r = cls(model_path="/nonexistent/model").evaluate(ctx(output, context="The sky is blue."))
+        assert (r.status, r.score, r.passed) == ("ok", 0.0, False)
+        assert r.reason.startswith("empty output") and "vacuous" not in r.reason
+    r = Groundedness(empty_output="skip").evaluate(ctx("  ", context="The sky is blue."))
+    assert r.status == "skipped" and "empty output" in r.reason
 
 
 def test_missing_model_is_an_error_not_a_zero(tmp_path: Path) -> None:
@@ -102,13 +111,33 @@ def test_missing_model_is_an_error_not_a_zero(tmp_path: Path) -> None:
     assert r.status == "error" and r.score is None and "no entailment model" in r.reason
 
 
-def test_shipped_weights_match_the_manifest() -> None:
+def test_shipped_weights_match_the_manifests() -> None:
     manifest = json.loads((DEFAULT_MODEL_DIR / "tunegate-nli.json").read_text())
     digest = hashlib.sha256((DEFAULT_MODEL_DIR / "model.safetensors").read_bytes()).hexdigest()
     assert digest == manifest["weights"]["sha256"]
     assert manifest["weights"]["dtype"] == "float16"
-    for key in ("groundedness", "faithfulness", "hallucination"):
-        assert 0.0 < manifest["calibration"][key]["threshold"] < 1.0
+    head = load_grounding_head()
+    assert head.manifest["nli_model_sha256"] == digest  # the head was fitted on these weights' outputs
+    assert tuple(head.manifest["features"]) == FEATURES
+    used = json.dumps(head.manifest["data"]).lower()
+    assert all(name.lower() not in used.replace(json.dumps(head.manifest["data"]["reserved_not_used"]).lower(), "")
+               for name in ("halueval", "qags", "begin", "faithbench", "davidson"))
+
+
+def test_lexical_features_catch_changed_numbers_names_and_dates() -> None:
+    src = "Acme Corp reported revenue of $1,200 million in March 2023, said CEO Jane Smith."
+    same = lexical_features(["Revenue was $1,200 million in March 2023, said Jane Smith."], src)
+    changed = lexical_features(["Revenue was $1,300 million in April 2023, said John Brown."], src)
+    assert same["novel_numbers"] == 0.0 and same["novel_names"] == 0.0
+    assert changed["novel_numbers"] > 0 and changed["novel_names"] > 0
+    assert changed["overlap"] < same["overlap"]
+
+
+def test_short_answers_are_checked_with_their_question() -> None:
+    assert claim_hypothesis("Paris.", "What is the capital of France?") == "What is the capital of France? Paris."
+    long = "The capital of France is Paris, which has been the seat of government for centuries."
+    assert claim_hypothesis(long, "What is the capital of France?") == long
+    assert claim_hypothesis("Paris.", None) == "Paris."
 
 
 # -- with the shipped model -----------------------------------------------------------------------
@@ -119,19 +148,40 @@ DOC = ("The Eiffel Tower is in Paris. It was completed in 1889 and is 330 metres
 @pytest.mark.slow
 def test_supported_claims_score_above_invented_ones() -> None:
     g, f = Groundedness(), Faithfulness()
-    store = "The store opens at 9am and closes at 5pm on weekdays."
+    store = "The store opens at 9am and closes at 5pm on weekdays. It sells shoes and bags."
     rows = [ctx("Gustave Eiffel's company built the tower for the World's Fair.", context=DOC),
-            ctx("The tower was never completed.", context=DOC),
+            ctx("The tower was completed in 1925 by Pierre Lemaire.", context=DOC),
             ctx("The store opens at 9am on weekdays.", context=store),
-            ctx("The store sells only shoes.", context=store)]
+            ctx("The store opens at 7am on Sundays and sells jewellery.", context=store)]
     good1, bad1, good2, bad2 = g.evaluate_batch(rows)
-    assert good1.score == good2.score == 1.0 and good1.passed and good2.passed
-    assert bad1.score == bad2.score == 0.0 and not bad1.passed and not bad2.passed
-    assert "Claim not supported by the context: 'The tower was never completed.'" in bad1.feedback
+    assert good1.score > bad1.score and good2.score > bad2.score
+    assert good1.passed and good2.passed and not bad1.passed and not bad2.passed
+    assert "not supported by the context" in (bad1.feedback or "") or "contradicted by the context" in (bad1.feedback or "")
     assert bad1.details["claims"][0]["supported"] is False
+    assert 0.0 <= bad1.score <= good1.score <= 1.0
     fg1, fb1, fg2, fb2 = f.evaluate_batch(rows)
     assert fg1.score > fb1.score and fg2.score > fb2.score
     assert fg1.passed and not fb1.passed
+
+
+@pytest.mark.slow
+def test_short_answer_judged_with_the_question() -> None:
+    context = ("Canberra is the capital city of Australia. Sydney is the largest city in Australia "
+               "and Melbourne is the second largest.")
+    rows = [EvalContext(example=Example(id=a, input="What is the capital of Australia?", context=context),
+                        output=ModelOutput(text=a)) for a in ("Canberra", "Sydney")]
+    right, wrong = Groundedness().evaluate_batch(rows)
+    assert right.score > wrong.score
+
+
+@pytest.mark.slow
+def test_evidence_at_the_end_of_a_long_context_is_found() -> None:
+    filler = " ".join(f"Paragraph {i} describes the weather in the northern valley on day {i}." for i in range(60))
+    context = filler + " The bridge over the Varna river was opened in 1931 by the mayor."
+    good, bad = Groundedness().evaluate_batch([ctx("The bridge over the Varna river was opened in 1931.", context=context),
+                                               ctx("The bridge over the Varna river was opened in 1975.", context=context)])
+    assert good.score > bad.score and good.passed
+    assert "1931" in good.details["claims"][0]["evidence"]
 
 
 @pytest.mark.slow
@@ -139,10 +189,11 @@ def test_hallucination_uses_expected_facts_without_context() -> None:
     h = HallucinationScore()
     facts = ["The meeting is on Tuesday at 10am.", "It takes place in room 4."]
     ok, bad = h.evaluate_batch([ctx("The meeting takes place in room 4.", expected=facts),
-                                ctx("The meeting is cancelled. Nobody will attend the meeting.", expected=facts)])
+                                ctx("The meeting is cancelled. Nobody will attend the meeting on Friday.",
+                                    expected=facts)])
     assert ok.status == bad.status == "ok"
-    assert ok.score == 1.0 and bad.score == 0.0
-    assert "Claim not supported by the expected facts" in bad.feedback
+    assert ok.score > bad.score and ok.passed and not bad.passed
+    assert "the expected facts" in (bad.feedback or "")
 
 
 @pytest.mark.slow

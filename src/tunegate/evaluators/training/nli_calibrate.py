@@ -1,4 +1,8 @@
-"""Threshold calibration of the NLI evaluators on SummEdits dev documents, and the metrics it uses.
+"""Threshold calibration of the raw NLI model on SummEdits dev documents, and the metrics it uses.
+
+The evaluators no longer read these thresholds (they use the grounding head fitted by
+``grounding_train``); the calibration stays in the model manifest as a record of what the bare
+cross-encoder achieves, the baseline the head is compared with.
 
 SummEdits (shared/datasets/summedits) is split by document: ``dev`` = even ``sha256(doc)``,
 ``test`` = odd. Thresholds (and any inference setting) are chosen on a fixed sample of the dev
@@ -72,7 +76,6 @@ def calibration_sample(rows: list[dict[str, Any]], per_domain: int) -> list[dict
 def calibrate(out: Path, summedits: Path, per_domain: int = 25) -> dict[str, Any]:
     """Fit each evaluator's threshold on a fixed sample of SummEdits dev documents (label 1 =
     consistent) and store it, with the dev figures, in the manifest's ``calibration``."""
-    from tunegate.evaluators.groundedness import faithfulness_claim_score
     from tunegate.evaluators.nli import NLIModel, split_claims
 
     t0 = time.time()
@@ -85,7 +88,7 @@ def calibrate(out: Path, summedits: Path, per_domain: int = 25) -> dict[str, Any
     faith_min = np.ones(len(rows))
     for (i, _), chk in zip(flat, checks, strict=True):
         ent_min[i] = min(ent_min[i], chk.entail)
-        faith_min[i] = min(faith_min[i], faithfulness_claim_score(chk))
+        faith_min[i] = min(faith_min[i], min(1.0, max(0.0, (1.0 + chk.entail - chk.contradict) / 2.0)))
     y = np.array([r["label"] == 1 for r in rows])
     cal: dict[str, Any] = {"data": f"summedits dev documents (even sha256(doc)), {per_domain} rows per domain "
                                    "(smallest sha256(id)); label 1 = consistent = every claim must pass",

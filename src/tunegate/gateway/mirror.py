@@ -73,6 +73,7 @@ class Mirror:
         self._queue: asyncio.Queue[RequestRecord] = asyncio.Queue(maxsize=queue_size)
         self._concurrency = concurrency
         self._tasks: list[asyncio.Task[None]] = []
+        self._busy = 0
 
     def start(self) -> None:
         self._tasks = [asyncio.create_task(self._worker(), name=f"tunegate-mirror-{self.route}-{i}")
@@ -87,7 +88,8 @@ class Mirror:
 
     @property
     def queued(self) -> int:
-        return self._queue.qsize()
+        """Requests waiting or being shadowed/scored (0 = idle)."""
+        return self._queue.qsize() + self._busy
 
     def offer(self, rec: RequestRecord) -> bool:
         """Sample and enqueue a finished primary request; never blocks. True when enqueued."""
@@ -111,6 +113,7 @@ class Mirror:
     async def _worker(self) -> None:
         while True:
             rec = await self._queue.get()
+            self._busy += 1
             try:
                 res = await self._shadow(rec)
                 await self.on_result(res)
@@ -119,6 +122,7 @@ class Mirror:
             except Exception as e:  # a bug in scoring must not kill the worker
                 _log.exception("mirror: result handling failed for %s: %s", rec.request_id, e)
             finally:
+                self._busy -= 1
                 self._queue.task_done()
 
     async def _shadow(self, rec: RequestRecord) -> ShadowResult:

@@ -1,0 +1,317 @@
+"""The release controller inside the gateway: observe, score, decide, act — within seconds.
+
+``ReleaseControl([RouteRelease(...)]).attach(gw)`` registers a request hook and a feedback hook on a
+:class:`~tunegate.gateway.service.Gateway`; ``await control.start()`` (on the gateway's loop, after
+the gateway started) starts mirroring, the scoring process pool and the decision loop.
+
+Per released route and candidate arm it keeps an :class:`~tunegate.engine.online.OnlineMonitor`:
+
+* live canary traffic (request hook): error, fallback/schema-repair, latency per arm, and — when
+  ``score_live`` — the evaluator suite's verdict on the answer each arm actually served;
+* mirrored pairs (``mirror_share`` of baseline-served traffic replayed to the candidate): both answers
+  scored by the same suite in the pool, stored as paired rows keyed by request id;
+* thumbs up/down from ``POST /v1/feedback``.
+
+After every scored pair and every ``tick_s`` the pure :class:`~tunegate.engine.online.ReleaseController`
+decides. A rollback sets the arm's share to 0 through :func:`~tunegate.gateway.release.rollback`
+(audited, visible in ``tunegate rollout history``) and the gateway re-reads its state at once; a
+cohort rollback routes that cohort to the baseline (``Gateway.cohort_blocks``) and is audited as
+``rollback_cohort``; a ramp raises the share to the next step through ``set_share``. Each decision is
+also a ``release_decisions`` row with its evidence (statistic, bound, threshold, n, α, cohort).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from tunegate.core.release_policy import ReleasePolicy
+from tunegate.engine.online import Decision, OnlineMonitor, ReleaseController, ReleaseState
+from tunegate.gateway.mirror import Mirror, ShadowResult
+from tunegate.gateway.online import OnlineScorer, example_row, output_of
+from tunegate.gateway.records import RequestRecord
+from tunegate.gateway.release import rollback, set_share
+from tunegate.store import online as q
+
+if TYPE_CHECKING:
+    from tunegate.gateway.service import Gateway
+    from tunegate.store.sqlite import Store
+
+__all__ = ["ACTOR", "ReleaseControl", "RouteRelease"]
+
+_log = logging.getLogger(__name__)
+ACTOR = "release-controller"
+
+
+@dataclass(frozen=True)
+class RouteRelease:
+    """What the controller watches on one route: the candidate ``arm``, its policy and evaluators."""
+
+    route: str
+    arm: str
+    policy: ReleasePolicy
+    evaluators: str | list[str] | None = None   #: the offline gate's suite; None: no scoring
+    mirror_share: float = 0.0                    #: share of baseline-served traffic mirrored (0..1)
+    mirror_queue: int = 1000
+    mirror_concurrency: int = 4
+    mirror_timeout_s: float = 30.0
+    score_live: bool = True                      #: score the answers each arm served (canary fail_rate)
+    max_pending_scores: int = 1000               #: live answers waiting for the pool; more are dropped
+
+
+@dataclass
+class _Route:
+    cfg: RouteRelease
+    monitor: OnlineMonitor
+    controller: ReleaseController
+    state: ReleaseState = field(default_factory=ReleaseState)
+    lock: asyncio.Lock = field(default_factory=asyncio.Lock)
+    mirror: Mirror | None = None
+    scorer: OnlineScorer | None = None
+    pending: int = 0
+    dropped_scores: int = 0
+    decisions: list[Decision] = field(default_factory=list)
+
+
+def _audit(store: Store, route: str, arm: str, decision: dict[str, Any], percent: float, action: str,
+           policy: ReleasePolicy, candidate_hash: str | None, from_percent: float) -> dict[str, Any]:
+    """One transaction per side: the rollout event (``rollout history``) and the decision row."""
+    evidence = {"decision": decision, "policy": {"name": policy.name, "version": policy.version, "hash": policy.hash}}
+    if action == "rollback":
+        rollback(store, route, ACTOR, decision["reason"], evidence, arm)
+    else:
+        set_share(store, route, arm, percent, ACTOR, decision["reason"], evidence, action=action)
+    return q.insert_decision(store, route=route, arm=arm, action=action, from_percent=from_percent,
+                             to_percent=percent, cohorts=decision["cohorts"], reason=decision["reason"],
+                             evidence=decision["evidence"], policy_hash=policy.hash, candidate_hash=candidate_hash)
+
+
+def _blocked(store: Store, route: str, arm: str, candidate_hash: str) -> list[str]:
+    out: list[str] = []
+    for d in q.list_decisions(store, route):
+        if d["arm"] == arm and d["action"] == "rollback_cohort" and d["candidate_hash"] == candidate_hash:
+            out.extend(d["cohorts"] or [])
+    return sorted(set(out))
+
+
+class ReleaseControl:
+    """See the module docstring."""
+
+    def __init__(self, routes: list[RouteRelease], *, tick_s: float = 0.5, scorer_workers: int = 1,
+                 clock: Callable[[], float] = time.monotonic) -> None:
+        self._routes = {r.route: _Route(r, OnlineMonitor(r.policy), ReleaseController(r.policy)) for r in routes}
+        if len(self._routes) != len(routes):
+            raise ValueError("one RouteRelease per route")
+        self.tick_s, self.clock, self.scorer_workers = tick_s, clock, scorer_workers
+        self.gw: Gateway | None = None
+        self._task: asyncio.Task[None] | None = None
+        self._scorers: dict[str, OnlineScorer] = {}
+        self._bg: set[asyncio.Task[None]] = set()
+
+    # -- wiring -----------------------------------------------------------------------------------
+    def attach(self, gw: Gateway) -> ReleaseControl:
+        self.gw = gw
+        gw.request_hooks.append(self.on_request)
+        gw.feedback_hooks.append(self.on_feedback)
+        return self
+
+    async def start(self) -> None:
+        gw = self.gw
+        assert gw is not None and gw.snap is not None, "attach() to a started gateway first"
+        for r in self._routes.values():
+            spec = r.cfg.evaluators
+            if spec is not None:
+                key = spec if isinstance(spec, str) else ",".join(spec)
+                if key not in self._scorers:
+                    self._scorers[key] = OnlineScorer(spec, workers=self.scorer_workers)
+                r.scorer = self._scorers[key]
+            if r.cfg.mirror_share > 0 and r.scorer is not None:
+                r.mirror = Mirror(gw, r.cfg.route, r.cfg.arm, self._on_shadow, share=r.cfg.mirror_share,
+                                  queue_size=r.cfg.mirror_queue, concurrency=r.cfg.mirror_concurrency,
+                                  timeout_s=r.cfg.mirror_timeout_s)
+                r.mirror.start()
+            now = self.clock()
+            r.state = ReleaseState(step=self._step_of(r), step_started_s=now, now_s=now)
+            if gw.worker is not None:
+                h = self._hash(r)
+                blocked = await gw.worker.call(_blocked, r.cfg.route, r.cfg.arm, h)
+                if blocked:
+                    self._block(r, blocked)
+        self._task = asyncio.create_task(self._loop(), name="tunegate-release-control")
+
+    async def aclose(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+        for r in self._routes.values():
+            if r.mirror is not None:
+                await r.mirror.aclose()
+        for t in list(self._bg):
+            t.cancel()
+        for s in self._scorers.values():
+            s.close()
+
+    def route(self, name: str) -> _Route:
+        return self._routes[name]
+
+    # -- rollout state ----------------------------------------------------------------------------
+    def _hash(self, r: _Route) -> str:
+        assert self.gw is not None and self.gw.snap is not None
+        return self.gw.snap.hashes[r.cfg.route][r.cfg.arm]
+
+    def _share(self, r: _Route) -> float:
+        assert self.gw is not None and self.gw.snap is not None
+        return self.gw.snap.state.share(r.cfg.route, r.cfg.arm, self._hash(r))
+
+    def _step_of(self, r: _Route) -> int:
+        share = self._share(r)
+        below = [i for i, s in enumerate(r.cfg.policy.steps) if s.percent <= share + 1e-9]
+        return below[-1] if below else 0
+
+    def _block(self, r: _Route, cohorts: list[str]) -> None:
+        assert self.gw is not None
+        key = (r.cfg.route, r.cfg.arm)
+        self.gw.cohort_blocks[key] = frozenset(self.gw.cohort_blocks.get(key, frozenset()) | set(cohorts))
+        r.monitor.exclude(cohorts)
+        r.state = ReleaseState(r.state.step, r.state.step_started_s, r.state.now_s, r.state.rolled_back,
+                               r.state.excluded_cohorts | frozenset(cohorts))
+
+    # -- observations -----------------------------------------------------------------------------
+    def _side(self, r: _Route, arm: str | None) -> str | None:
+        assert self.gw is not None and self.gw.snap is not None
+        route = self.gw.snap.config.route(r.cfg.route)
+        if arm == r.cfg.arm:
+            return "candidate"
+        if route is not None and arm == route.baseline:
+            return "base"
+        return None
+
+    async def on_request(self, rec: RequestRecord) -> None:
+        """Request hook: canary observations, mirroring, live scoring. Never blocks on I/O."""
+        r = self._routes.get(rec.route)
+        if r is None or r.state.rolled_back:
+            return
+        cohorts = [rec.cohort] if rec.cohort else []
+        side = self._side(r, rec.chosen_arm)
+        if side is not None and rec.status in ("ok", "error"):
+            fell_back = rec.arm != rec.chosen_arm or any(a.outcome != "ok" for a in rec.attempts)
+            r.monitor.observe_request(side, cohorts, error=rec.status == "error", fallback=fell_back,
+                                      latency_ms=rec.latency_ms if rec.status == "ok" else None)
+        if r.mirror is not None:
+            blocked = self.gw.cohort_blocks.get((r.cfg.route, r.cfg.arm), frozenset()) if self.gw else frozenset()
+            if rec.cohort not in blocked:
+                r.mirror.offer(rec)
+        served = self._side(r, rec.arm)
+        if r.cfg.score_live and r.scorer is not None and served is not None and rec.status == "ok":
+            if r.pending >= r.cfg.max_pending_scores:
+                r.dropped_scores += 1
+            else:
+                r.pending += 1
+                t = asyncio.create_task(self._score_live(r, rec, served, cohorts))
+                self._bg.add(t)
+                t.add_done_callback(self._bg.discard)
+
+    async def _score_live(self, r: _Route, rec: RequestRecord, side: str, cohorts: list[str]) -> None:
+        assert r.scorer is not None and self.gw is not None and self.gw.snap is not None
+        try:
+            route = self.gw.snap.config.route(r.cfg.route)
+            ex = example_row(rec.request_id, rec.request, rec.cohort, route.json_schema if route else None)
+            (res,) = await r.scorer.score(ex, [output_of(rec.response_text, rec.tool_calls, rec.finish_reason)])
+            if res.failed is not None:
+                r.monitor.observe_request(side, cohorts, failed=res.failed)
+        except Exception as e:
+            _log.warning("live scoring failed for %s: %s", rec.request_id, e)
+        finally:
+            r.pending -= 1
+
+    async def on_feedback(self, row: dict[str, Any]) -> None:
+        r = self._routes.get(str(row.get("route")))
+        if r is None or row.get("thumbs") is None:
+            return
+        side = self._side(r, row.get("arm"))
+        if side is not None:
+            r.monitor.observe_feedback(side, [row["cohort"]] if row.get("cohort") else [],
+                                       thumbs_down=row["thumbs"] == -1)
+
+    async def _on_shadow(self, res: ShadowResult) -> None:
+        r = self._routes[res.record.route]
+        assert r.scorer is not None and self.gw is not None and self.gw.snap is not None
+        rec = res.record
+        route = self.gw.snap.config.route(r.cfg.route)
+        assert route is not None
+        ex = example_row(rec.request_id, rec.request, rec.cohort, route.json_schema)
+        base_out = output_of(rec.response_text, rec.tool_calls, rec.finish_reason)
+        cand_out = None
+        if res.completion is not None:
+            msg = ((res.completion.get("choices") or [{}])[0]).get("message") or {}
+            cand_out = output_of(msg.get("content"), msg.get("tool_calls") or [],
+                                 ((res.completion.get("choices") or [{}])[0]).get("finish_reason"),
+                                 res.completion.get("model"))
+        base_s, cand_s = await r.scorer.score(ex, [base_out, cand_out])
+        pair = {"request_id": rec.request_id, "route": rec.route, "cohort": rec.cohort, "base_arm": rec.arm,
+                "candidate_arm": res.arm, "base_hash": rec.candidate_hash, "candidate_hash": res.candidate_hash,
+                "base_prompt": rec.prompt_version, "candidate_prompt": res.prompt_version,
+                "evaluators": r.scorer.identities, "base_scores": base_s.scores, "candidate_scores": cand_s.scores,
+                "base_failed": base_s.failed, "candidate_failed": cand_s.failed, "candidate_error": res.error,
+                "example": ex, "base_output": base_out.get("text"), "candidate_output": (cand_out or {}).get("text")}
+        if self.gw.worker is not None:
+            try:
+                await self.gw.worker.call(q.insert_pairs, [pair])
+            except Exception as e:   # losing a stored pair must not stop the controller
+                _log.warning("mirrored pair %s not stored: %s", rec.request_id, e)
+        cohorts = [rec.cohort] if rec.cohort else []
+        if res.error is not None:
+            r.monitor.observe_request("candidate", cohorts, error=True)   # shadow errors count as errors
+        elif base_s.failed is not None and cand_s.failed is not None:
+            r.monitor.observe_pair(cohorts, base_failed=base_s.failed, candidate_failed=cand_s.failed)
+            await self.decide(r.cfg.route)
+
+    # -- decisions --------------------------------------------------------------------------------
+    async def _loop(self) -> None:
+        while True:
+            await asyncio.sleep(self.tick_s)
+            for name in list(self._routes):
+                try:
+                    await self.decide(name)
+                except Exception as e:
+                    _log.exception("release controller: decision on %s failed: %s", name, e)
+
+    async def decide(self, name: str) -> Decision | None:
+        """Decide now for one route and carry the decision out. None when the arm has no traffic."""
+        r = self._routes[name]
+        gw = self.gw
+        assert gw is not None and gw.snap is not None
+        async with r.lock:
+            if r.state.rolled_back:
+                return None
+            share = self._share(r)
+            if share <= 0:
+                return None
+            now = self.clock()
+            r.state = ReleaseState(r.state.step, r.state.step_started_s, now, False, r.state.excluded_cohorts)
+            d = r.controller.decide(r.state, r.monitor.snapshot())
+            if d.action == "hold":
+                return d
+            h = self._hash(r)
+            if d.action == "rollback" and d.cohorts is not None:
+                self._block(r, list(d.cohorts))
+                action, pct = "rollback_cohort", share
+            elif d.action == "rollback":
+                r.state = ReleaseState(r.state.step, r.state.step_started_s, now, True, r.state.excluded_cohorts)
+                action, pct = "rollback", 0.0
+            else:
+                action, pct = "ramp", d.percent
+                r.state = ReleaseState(r.state.step + 1, now, now, False, r.state.excluded_cohorts)
+                r.monitor.start_step()
+            r.decisions.append(d)
+            _log.warning("release controller: %s %s/%s → %s: %s", action, name, r.cfg.arm, pct, d.reason)
+            if gw.worker is not None:
+                await gw.worker.call(_audit, name, r.cfg.arm, d.to_dict(), pct, action, r.cfg.policy, h, share)
+                await gw.refresh()
+            return d

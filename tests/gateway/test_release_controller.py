@@ -1,0 +1,215 @@
+"""Release controller through the real gateway, driven by the real ``openai`` SDK.
+
+* a candidate that breaks JSON on one cohort is rolled back for that cohort only, automatically,
+  with an audited decision carrying its evidence; the other cohort keeps the candidate;
+* an A/A canary (candidate == base) is never rolled back, and its mirrored pairs are stored,
+  scored and readable as a paired dataset;
+* a shadow upstream that hangs does not delay primaries (the queue drops and counts instead);
+* ``POST /v1/feedback`` joins thumbs to the request's arm and cohort.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.gateway.conftest import GatewayServer, rule, stored_verdict, write_candidate, write_gateway
+from tests.support.openai_server import OpenAIServer, RecordedRequest, Reply
+from tunegate.core.release_policy import ReleasePolicy
+from tunegate.gateway.controller import ReleaseControl, RouteRelease
+from tunegate.gateway.online import mirror_runs
+from tunegate.gateway.release import promote
+from tunegate.store import online as q
+from tunegate.store.release import rollout_events
+from tunegate.store.sqlite import Store
+
+openai = pytest.importorskip("openai")
+pytestmark = pytest.mark.slow
+
+SCHEMA = {"type": "object", "required": ["answer"], "properties": {"answer": {"type": "string"}}}
+
+
+def _last_user(req: RecordedRequest) -> str:
+    msgs = [m for m in (req.body or {}).get("messages", []) if m.get("role") == "user"]
+    return str(msgs[-1].get("content", "")) if msgs else ""
+
+
+def GOOD(req: RecordedRequest) -> Any:
+    return Reply(text=json.dumps({"answer": _last_user(req)[:40]}))
+
+
+def breaks_orders(req: RecordedRequest) -> Any:
+    return Reply(text="Sure! Your order ships soon.") if "order" in _last_user(req) else GOOD(req)
+
+
+def policy(**over: Any) -> ReleasePolicy:
+    data: dict[str, Any] = {
+        "name": "test-release", "alpha": 0.05, "max_cohorts": 2,
+        "steps": [{"percent": 50, "min_pairs": 10**6}, 100],
+        "rollback_when": {"fail_rate": {"max_increase": 0.0, "per_cohort": True},
+                          "error_rate": {"max_increase": 0.5}},
+    } | over
+    return ReleasePolicy.model_validate(data)
+
+
+def setup_route(tmp_path: Path, base: OpenAIServer, tuned: OpenAIServer, share: float) -> tuple[Path, Path]:
+    write_candidate(tmp_path / "base.yaml", "base", base.base_url)
+    write_candidate(tmp_path / "tuned.yaml", "tuned", tuned.base_url, prompt={"system": "Answer in JSON."})
+    cfg = write_gateway(tmp_path, [{
+        "name": "support", "baseline": "base", "schema": SCHEMA,
+        "arms": {"base": {"candidate": "base.yaml"}, "tuned": {"candidate": "tuned.yaml"}},
+        "fallback": ["base"], "retries": 0, "timeout_s": 5,
+    }])
+    db = tmp_path / "db.sqlite"
+    if share > 0:
+        from tunegate.gateway.config import load_gateway_config
+
+        c, specs = load_gateway_config(cfg)
+        hashes = {r: {a: s.hash for a, s in arms.items()} for r, arms in specs.items()}
+        c = c.model_copy(update={"candidate_hashes": hashes})
+        with Store(db) as store:
+            v = stored_verdict(store, tmp_path / "verdict.json", baseline_hash=hashes["support"]["base"],
+                               candidate_hash=hashes["support"]["tuned"], decision="PROMOTE",
+                               rules=[rule("headline", "pass")])
+            promote(store, c, hashes, "support", "tuned", v, share, "alice", "canary")
+    return cfg, db
+
+
+def ask(client: Any, i: int, cohort: str) -> tuple[str, float, str]:
+    text = f"where is my order {i}" if cohort == "orders" else f"opening hours {i}"
+    t = time.perf_counter()
+    raw = client.chat.completions.with_raw_response.create(
+        model="support", messages=[{"role": "user", "content": text}], user=f"user-{i}",
+        extra_headers={"x-tunegate-cohort": cohort})
+    done = raw.parse()
+    json.loads(done.choices[0].message.content)           # the client always gets valid JSON
+    return raw.headers["x-tunegate-arm"], time.perf_counter() - t, raw.headers["x-request-id"]
+
+
+def start(srv: GatewayServer, routes: list[RouteRelease]) -> ReleaseControl:
+    ctl = ReleaseControl(routes, tick_s=0.1).attach(srv.gateway)
+    srv.run(ctl.start())
+    for r in routes:
+        if ctl.route(r.route).scorer is not None:
+            ctl.route(r.route).scorer.warm()   # type: ignore[union-attr]
+    return ctl
+
+
+def wait(cond: Any, timeout: float = 30.0) -> bool:
+    end = time.time() + timeout
+    while time.time() < end:
+        if cond():
+            return True
+        time.sleep(0.05)
+    return bool(cond())
+
+
+def test_candidate_breaking_json_on_one_cohort_is_rolled_back_for_that_cohort_only(tmp_path: Path) -> None:
+    with OpenAIServer(default=GOOD) as base, OpenAIServer(default=breaks_orders) as tuned:
+        cfg, db = setup_route(tmp_path, base, tuned, 50)
+        with GatewayServer(cfg, db) as srv:
+            rr = RouteRelease("support", "tuned", policy(), evaluators=["json_validation"], mirror_share=1.0)
+            ctl = start(srv, [rr])
+            client = openai.OpenAI(base_url=srv.base_url, api_key="none", max_retries=0)
+            route = ctl.route("support")
+            i = 0
+            while not route.decisions and i < 400:
+                for c in ("orders", "faq"):
+                    ask(client, i, c)
+                i += 1
+                if i % 20 == 0:
+                    wait(lambda: route.mirror is not None and route.mirror.queued == 0, 10)
+            assert wait(lambda: bool(route.decisions)), "no rollback after 800 requests"
+            d = route.decisions[0]
+            assert d.action == "rollback" and d.cohorts == ("orders",), d.reason
+            assert srv.gateway.cohort_blocks[("support", "tuned")] == frozenset({"orders"})
+            arms_after = {c: {ask(client, 1000 + k, c)[0] for k in range(40)} for c in ("orders", "faq")}
+            srv.run(ctl.aclose())
+        assert arms_after["orders"] == {"base"}            # the broken cohort is back on the base
+        assert "tuned" in arms_after["faq"]                # the other cohort keeps the candidate
+        with Store(db) as store:
+            ev = [e for e in rollout_events(store, "support") if e["action"] == "rollback_cohort"]
+            assert len(ev) == 1 and ev[0]["actor"] == "release-controller" and ev[0]["to_percent"] == 50
+            evidence = ev[0]["evidence"]["decision"]["evidence"]
+            assert any(e["cohort"] == "orders" and e["bound"] > 0 and e["n"] > 0 for e in evidence)
+            dec = q.list_decisions(store, "support")
+            assert dec[0]["action"] == "rollback_cohort" and dec[0]["cohorts"] == ["orders"]
+            pairs = q.pair_rows(store, "support")
+            orders = [p for p in pairs if p["cohort"] == "orders"]
+            assert orders and all(p["candidate_failed"] == 1 and p["base_failed"] == 0 for p in orders)
+            assert pairs[0]["evaluators"][0]["name"] == "json_validation"
+
+
+def test_aa_canary_is_not_rolled_back_and_pairs_are_a_dataset(tmp_path: Path) -> None:
+    with OpenAIServer(default=GOOD) as base, OpenAIServer(default=GOOD) as tuned:
+        cfg, db = setup_route(tmp_path, base, tuned, 50)
+        with GatewayServer(cfg, db) as srv:
+            rr = RouteRelease("support", "tuned", policy(), evaluators=["json_validation"], mirror_share=1.0)
+            ctl = start(srv, [rr])
+            client = openai.OpenAI(base_url=srv.base_url, api_key="none", max_retries=0)
+            with ThreadPoolExecutor(4) as pool:
+                arms = list(pool.map(lambda i: ask(client, i, ("orders", "faq")[i % 2])[0], range(300)))
+            route = ctl.route("support")
+            assert wait(lambda: route.mirror is not None and route.mirror.queued == 0 and route.pending == 0)
+            srv.run(ctl.decide("support"))
+            stats = route.mirror.stats if route.mirror else None
+            srv.run(ctl.aclose())
+        assert route.decisions == []
+        assert 100 < arms.count("tuned") < 200
+        assert stats is not None and stats.shadow_ok == stats.enqueued > 0 and stats.dropped == 0
+        with Store(db) as store:
+            ds = mirror_runs(store, "support")
+            assert not [e for e in rollout_events(store, "support") if e["actor"] == "release-controller"]
+        n = len(ds["row_ids"])
+        assert n == stats.enqueued and len(ds["base"]["json_validation"]) == n
+        assert ds["base"]["json_validation"] == ds["candidate"]["json_validation"] == [1.0] * n
+        assert {c[0] for c in ds["cohorts"]} == {"orders", "faq"} and ds["shadow_failures"] == 0
+
+
+def test_hanging_shadow_does_not_delay_primaries_and_drops_are_counted(tmp_path: Path) -> None:
+    with OpenAIServer(default=GOOD) as base, OpenAIServer(default=Reply('{"answer": "x"}', delay_s=30)) as tuned:
+        cfg, db = setup_route(tmp_path, base, tuned, 0)
+        with GatewayServer(cfg, db) as srv:
+            rr = RouteRelease("support", "tuned", policy(), evaluators=["json_validation"], mirror_share=1.0,
+                              mirror_queue=5, mirror_concurrency=2, mirror_timeout_s=60)
+            ctl = start(srv, [rr])
+            client = openai.OpenAI(base_url=srv.base_url, api_key="none", max_retries=0)
+            lat = [ask(client, i, "faq")[1] for i in range(60)]
+            route = ctl.route("support")
+            assert route.mirror is not None
+            assert wait(lambda: route.mirror is not None and route.mirror.stats.offered == 60, 10)
+            stats = route.mirror.stats
+            srv.run(ctl.aclose())
+        assert max(lat) < 5.0                  # a 30 s shadow would show here if it were on the path
+        assert stats.enqueued <= 5 + 2 and stats.dropped == 60 - stats.enqueued and stats.dropped > 0
+        assert len(tuned.chat_requests) <= 2   # only the workers' calls reached the hanging shadow
+
+
+def test_feedback_joins_request_arm_and_cohort(tmp_path: Path) -> None:
+    import httpx
+
+    with OpenAIServer(default=GOOD) as base, OpenAIServer(default=GOOD) as tuned:
+        cfg, db = setup_route(tmp_path, base, tuned, 50)
+        with GatewayServer(cfg, db) as srv:
+            pol = policy(rollback_when={"thumbs_down_rate": {"max_increase": 0.1}})
+            ctl = start(srv, [RouteRelease("support", "tuned", pol)])
+            client = openai.OpenAI(base_url=srv.base_url, api_key="none", max_retries=0)
+            arm, _, rid = ask(client, 7, "faq")
+            url = srv.base_url + "/feedback"
+            assert wait(lambda: httpx.post(url, json={"request_id": rid, "thumbs": "down"}).status_code == 200, 5)
+            bad = httpx.post(url, json={"request_id": rid, "thumbs": "sideways"})
+            missing = httpx.post(url, json={"request_id": "req-nope", "score": 0.5})
+            snap = ctl.route("support").monitor.snapshot()
+            srv.run(ctl.aclose())
+        assert bad.status_code == 400 and bad.json()["error"]["param"] == "thumbs"
+        assert missing.status_code == 404
+        with Store(db) as store:
+            fb = q.feedback_rows(store, "support")
+        assert len(fb) == 1 and fb[0]["arm"] == arm and fb[0]["cohort"] == "faq" and fb[0]["thumbs"] == -1
+        iv = snap.get("thumbs_down_rate", "feedback")
+        assert iv is not None and (iv.n == 0 or arm == "tuned")

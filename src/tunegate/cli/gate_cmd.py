@@ -55,13 +55,15 @@ def compare_command(obj: common.Context, baseline_run: str, candidate_run: str, 
 @click.option("--report-dir", type=click.Path(file_okay=False), default=None,
               help="Write summary.md, junit.xml, verdict.json, rows.jsonl here.")
 @click.option("--json", "as_json", is_flag=True, help="Print verdict.json to stdout.")
+@click.option("--junit-inconclusive", type=click.Choice(["failure", "skipped"]), default="failure", show_default=True,
+              help="How undecided rules appear in junit.xml: a failure (CI red), or skipped (CI warns).")
 @click.option("--allow-contaminated", is_flag=True,
               help="Keep gated rows that overlap the candidate's tuning data (they are still reported).")
 @click.pass_obj
 def gate_command(obj: common.Context, baseline: str | None, candidate: str | None, policy_path: str,
                  dataset_path: str | None, baseline_candidate: str | None, evaluators: str | None, split: str | None,
                  cohorts: tuple[str, ...], limit: int | None, report_dir: str | None, as_json: bool,
-                 allow_contaminated: bool) -> int:
+                 junit_inconclusive: str, allow_contaminated: bool) -> int:
     """Decide PROMOTE (exit 0), BLOCK (1) or INCONCLUSIVE (3) under a versioned policy.
 
     \b
@@ -106,7 +108,7 @@ def gate_command(obj: common.Context, baseline: str | None, candidate: str | Non
         with common.progress_bar("probe", 1) if policy.forgetting else contextlib.nullcontext() as hook:
             res = gate_detailed(baseline=baseline, candidate=candidate, policy=policy, db=obj.db,
                                 allow_contaminated=allow_contaminated, progress=hook)
-    paths = write_report(res, report_dir) if report_dir else {}
+    paths = write_report(res, report_dir, junit_inconclusive=junit_inconclusive) if report_dir else {}  # type: ignore[arg-type]
     if as_json:
         common.print_json(res.to_dict())
     else:

@@ -6,14 +6,17 @@ import json
 from pathlib import Path
 
 from tunegate.engine.gate.runs import GateResult, row_diffs
-from tunegate.report.junit import render_junit
+from tunegate.report.junit import InconclusiveMode, render_junit
 from tunegate.report.markdown import render_markdown
 
 __all__ = ["write_report"]
 
 
-def write_report(res: GateResult, folder: str | Path) -> dict[str, Path]:
+def write_report(res: GateResult, folder: str | Path, *, junit_inconclusive: InconclusiveMode = "failure"
+                 ) -> dict[str, Path]:
     """Write every report file into ``folder`` (created); returns name → path.
+
+    ``junit_inconclusive``: how undecided rules appear in junit.xml (a failure by default, or skipped).
 
     ``report.html`` is the self-contained page (tunegate.report.html); it picks up tuning
     artifacts (history.json, an adapter manifest) found in ``folder`` or its parent.
@@ -29,7 +32,7 @@ def write_report(res: GateResult, folder: str | Path) -> dict[str, Path]:
              "report.html": out / "report.html"}
     verdict = res.to_dict()
     paths["summary.md"].write_text(render_markdown(res, rows), encoding="utf-8")
-    paths["junit.xml"].write_text(render_junit(res), encoding="utf-8")
+    paths["junit.xml"].write_text(render_junit(res, inconclusive=junit_inconclusive), encoding="utf-8")
     paths["verdict.json"].write_text(json.dumps(verdict, indent=2, ensure_ascii=False, default=str) + "\n",
                                      encoding="utf-8")
     with paths["rows.jsonl"].open("w", encoding="utf-8") as fh:

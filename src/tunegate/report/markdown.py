@@ -13,7 +13,7 @@ from tunegate.engine.stats.results import OVERALL
 from tunegate.report.contamination_md import contamination_section
 from tunegate.report.forgetting_md import forgetting_section
 
-__all__ = ["render_markdown"]
+__all__ = ["md_escape", "render_markdown"]
 
 _ICON = {"PROMOTE": "✅", "BLOCK": "⛔", "INCONCLUSIVE": "⚠️"}
 _STATUS = {"pass": "✅ pass", "fail": "❌ fail", "undecided": "❔ undecided", "skipped": "➖ skipped"}
@@ -39,20 +39,33 @@ def _p(p: float | None) -> str:
     return "<0.001" if p < 0.001 else f"{p:.3f}"
 
 
+#: Characters with a meaning in GitHub-flavoured Markdown (tables, emphasis, links, HTML, code).
+_MD_SPECIAL = frozenset("\\`*_[]<>|#~")
+
+
+def md_escape(text: str) -> str:
+    """Backslash-escape Markdown punctuation so text shows as written (CommonMark: any ASCII
+    punctuation may be escaped). Not HTML entities: ``&lt;`` shows literally in viewers that do not
+    decode entities and inside code spans, which is how ``p &lt;= 0.05`` reached readers."""
+    return "".join("\\" + ch if ch in _MD_SPECIAL else ch for ch in text)
+
+
 def _cell(text: Any, limit: int = 90) -> str:
     s = "" if text is None else str(text)
     s = " ".join(s.split())
     if len(s) > limit:
         s = s[: limit - 1] + "…"
-    return s.replace("|", "\\|").replace("<", "&lt;")
+    return md_escape(s)
 
 
 def _rules(res: GateResult) -> list[str]:
-    lines = ["| rule | evaluator | cohort | status | evidence | rows needed |", "|---|---|---|---|---|---|"]
+    lines = ["| rule | evaluator | cohort | rows | status | evidence | rows needed |",
+             "|---|---|---|---|---|---|---|"]
     order = {"fail": 0, "undecided": 1, "pass": 2, "skipped": 3}
     for r in sorted(res.verdict.rules, key=lambda r: order.get(r.status, 9)):
-        lines.append(f"| {_cell(r.name, 40)} | {r.evaluator or '—'} | {r.cohort or '—'} | {_STATUS[r.status]} | "
-                     f"{_cell(r.evidence, 220)} | {r.rows_needed if r.rows_needed is not None else ''} |")
+        need = "" if r.rows_needed is None else f"{r.rows_needed:,}" + (f" ({r.decides})" if r.decides else "")
+        lines.append(f"| {_cell(r.name, 40)} | {_cell(r.evaluator or '—', 80)} | {_cell(r.cohort or '—', 60)} | "
+                     f"{_cell(r.scope or 'all', 60)} | {_STATUS[r.status]} | {_cell(r.evidence, 300)} | {need} |")
     return lines
 
 
@@ -63,7 +76,7 @@ def _evaluators(res: GateResult) -> list[str]:
         c = ev.cell(OVERALL)
         if c is None:
             continue
-        lines.append(f"| **{ev.evaluator}** | {ev.test} | {c.n_pairs} | {_f(c.base_mean, pct=True)} | "
+        lines.append(f"| **{_cell(ev.evaluator, 80)}** | {ev.test} | {c.n_pairs} | {_f(c.base_mean, pct=True)} | "
                      f"{_f(c.cand_mean, pct=True)} | {_f(c.delta, signed=True, pct=True)} | {_ci(c.ci_low, c.ci_high)} | "
                      f"{_p(c.p_adjusted)} | {len(ev.base.errored)}/{len(ev.cand.errored)} | "
                      f"{len(ev.base.skipped)}/{len(ev.cand.skipped)} |")
@@ -72,9 +85,9 @@ def _evaluators(res: GateResult) -> list[str]:
 
 def _cohorts(res: GateResult) -> list[str]:
     comp = res.comparison
-    gated = [e for e in (res.policy.cohort_evaluators() or []) if comp.evaluator(e)] or \
+    gated = [e for e in (res.policy.cohort_keys() or []) if comp.evaluator(e)] or \
         [e.evaluator for e in comp.evaluators]
-    head = "| cohort | rows | " + " | ".join(f"{e} Δ (95% CI)" for e in gated) + " |"
+    head = "| cohort | rows | " + " | ".join(f"{_cell(e, 80)} Δ (95% CI)" for e in gated) + " |"
     lines = [head, "|---|---|" + "---|" * len(gated)]
     for cohort in sorted(comp.cohorts, key=lambda c: -comp.cohort_sizes.get(c, 0)):
         cells = []
@@ -86,7 +99,7 @@ def _cohorts(res: GateResult) -> list[str]:
             else:
                 mark = " ⬇" if c.ci_high is not None and c.ci_high < 0 else (" ⬆" if (c.ci_low or 0) > 0 else "")
                 cells.append(f"{_f(c.delta, signed=True, pct=True)} {_ci(c.ci_low, c.ci_high)} n={c.n_pairs}{mark}")
-        lines.append(f"| {cohort} | {comp.cohort_sizes.get(cohort, 0)} | " + " | ".join(cells) + " |")
+        lines.append(f"| {_cell(cohort, 60)} | {comp.cohort_sizes.get(cohort, 0)} | " + " | ".join(cells) + " |")
     return lines
 
 
@@ -108,7 +121,7 @@ def _flipped(rows: list[dict[str, Any]], limit: int) -> list[str]:
                     return _cell(side["tool_calls"], 70)
                 return _cell(side.get("output") if side.get("output") is not None else side.get("error"), 70)
 
-            lines.append(f"| `{r['id']}` | {', '.join(r['cohorts'])} | {evs} | {_cell(r['input'], 60)} | "
+            lines.append(f"| {_cell(r['id'], 60)} | {_cell(', '.join(r['cohorts']), 60)} | {_cell(evs, 80)} | {_cell(r['input'], 60)} | "
                          f"{out(r['baseline'])} | {out(r['candidate'])} |")
         lines.append("")
     return lines

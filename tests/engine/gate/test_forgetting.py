@@ -106,7 +106,8 @@ def test_candidate_matching_the_baseline_on_the_probe_passes(tmp_path: Path, bac
     assert 0.5 < base_mean < 1.0  # the scripted answers are right everywhere but on instruction rows
     summary = (tmp_path / "report" / "summary.md").read_text()
     assert "### Forgetting probe `general-v1`" in summary and "| arithmetic |" in summary
-    case = next(t for t in ET.parse(tmp_path / "report" / "junit.xml").iter("testcase") if t.get("name") == "forgetting")
+    case = next(t for t in ET.parse(tmp_path / "report" / "junit.xml").iter("testcase")
+                if (t.get("name") or "").startswith("forgetting ("))
     out = case.find("system-out")
     assert out is not None and "arithmetic: baseline" in (out.text or "")
     stored = json.loads((tmp_path / "report" / "verdict.json").read_text())
@@ -147,7 +148,7 @@ def test_one_forgotten_probe_cohort_blocks_when_cohorts_are_gated(tmp_path: Path
     assert {rules[f"forgetting {c}"].status for c in ("factual", "extraction", "json")} == {"pass"}
     assert res.verdict.decision == "BLOCK"
     assert any("arithmetic" in r and r.startswith("forgetting arithmetic") for r in res.verdict.reasons)
-    cases = {t.get("name") for t in ET.parse(tmp_path / "report" / "junit.xml").iter("testcase")}
+    cases = {(t.get("name") or "").split(" (")[0] for t in ET.parse(tmp_path / "report" / "junit.xml").iter("testcase")}
     assert {"forgetting", "forgetting arithmetic"} <= cases
     small = {**loose, "cohorts": {"margin": 0.1, "min_rows": 17}}  # every probe cohort has 16 rows
     res = api.gate_detailed(baseline=INC, candidate=no_maths, policy=policy(**small), dataset=main_dataset(),

@@ -139,7 +139,8 @@ def test_reports_are_written_and_parse(tmp_path: Path) -> None:
     assert "### Eval delta by evaluator" in md and "### Cohorts" in md and "Rows the candidate fixed" in md
     assert "Holm" in md
     suite = ET.parse(paths["junit.xml"]).getroot()
-    assert int(suite.get("tests", "0")) == len(res.verdict.rules) and suite.get("failures") == "0"
+    # one case per rule plus the "gate decision" case
+    assert int(suite.get("tests", "0")) == len(res.verdict.rules) + 1 and suite.get("failures") == "0"
     v = json.loads(paths["verdict.json"].read_text())
     assert v["decision"] == "PROMOTE" and v["policy"]["hash"].startswith("pol-")
     assert v["dataset_hash"] == ds.hash and v["candidate"]["candidate_hash"].startswith("out-")

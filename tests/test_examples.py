@@ -3,7 +3,6 @@ and the candidate, evaluator and policy files that ship beside it load."""
 
 from __future__ import annotations
 
-import importlib
 import json
 import runpy
 from collections import Counter
@@ -180,20 +179,16 @@ def test_candidates_differ_only_in_prompt() -> None:
 
 
 def test_evaluator_suite_loads() -> None:
-    registry = pytest.importorskip("tunegate.evaluators.registry", reason="evaluator registry not available")
+    from tunegate.evaluators import registry
+
     suite = registry.load_suite(str(SUPPORT / "evaluators.yaml"))
     assert [e.name for e in suite] == ["json_validation", "tool_selection", "token_f1", "contains"]
 
 
 def test_policy_loads() -> None:
-    try:
-        policy_mod = importlib.import_module("tunegate.core.policy")
-    except ModuleNotFoundError:
-        pytest.skip("tunegate.core.policy does not exist yet; policy.yaml is not checked")
-    loader = getattr(policy_mod, "load_policy", None)
-    if loader is None:
-        pytest.skip("tunegate.core.policy has no load_policy() yet; policy.yaml is not checked")
-    policy = loader(SUPPORT / "policy.yaml")
+    from tunegate.core.policy import load_policy
+
+    policy = load_policy(SUPPORT / "policy.yaml")
     assert policy.name == "support-demo"
     assert policy.headline.evaluator == "json_validation"
     assert [g.evaluator for g in policy.guards] == ["tool_selection", "token_f1"]

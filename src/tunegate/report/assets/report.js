@@ -20,7 +20,7 @@
   function pretty(side) {
     var parts = [];
     var o = side.o;
-    if (o !== null && o !== undefined) {
+    if (o !== null && o !== undefined && String(o) !== "") {
       var s = String(o), tr = s.trim();
       if ((tr[0] === "{" || tr[0] === "[") && tr.length < 200000) {
         try { s = JSON.stringify(JSON.parse(tr), null, 2); } catch (e) { /* not JSON: keep text */ }

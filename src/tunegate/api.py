@@ -24,7 +24,7 @@ from tunegate.core.loading import load_dataset
 from tunegate.core.policy import GatePolicy, load_policy
 from tunegate.core.verdict import Verdict
 from tunegate.engine.gate.runs import GateResult, gate_runs
-from tunegate.engine.run.ensure import ensure_run
+from tunegate.engine.run import ensure as _ensure
 from tunegate.engine.run.executor import ProgressHook, RunSummary, execute
 from tunegate.engine.run.factory import make_backend
 from tunegate.engine.run.plan import plan_run
@@ -83,6 +83,16 @@ def run(dataset: PathLike | Dataset, candidate: PathLike | CandidateSpec, *,
         if executor != "local":
             raise UserError(f"unknown executor {executor!r} (local or ray)", field="executor")
         return asyncio.run(execute(plan, store, backend, resume=resume, use_cache=use_cache, progress=progress))
+
+
+def ensure_run(store: Store, dataset: Dataset, candidate: CandidateSpec, evaluators: str | Sequence[str] | None,
+               *, split: Split | None = None, cohorts: Sequence[str] | None = None, limit: int | None = None,
+               progress: ProgressHook | None = None) -> tuple[str, bool]:
+    """The id of a finished run with this exact identity, running it first if missing (see
+    :func:`tunegate.engine.run.ensure.ensure_run`); backends are built by this module's
+    ``make_backend`` (the one seam the API's callers replace in tests)."""
+    return _ensure.ensure_run(store, dataset, candidate, evaluators, split=split, cohorts=cohorts, limit=limit,
+                              progress=progress, backends=make_backend)
 
 
 def gate_detailed(*, baseline: str | PathLike | CandidateSpec, candidate: str | PathLike | CandidateSpec,

@@ -1,7 +1,11 @@
 """Tuning: prompt optimizers (GEPA, ProTeGi, PromptWizard) over one protocol, and weight tuning.
 
 Everything here *proposes* candidates; nothing here decides. Every tuned candidate goes through
-the same gate as a hand-written one (see :mod:`tunegate.engine.gate.runs`).
+the same gate as a hand-written one (see :mod:`tunegate.engine.gate.runs`). Prompts are scored
+through the engine's one row executor (:mod:`.harness` adds the split guard and the budget);
+optimizers are registered by name like evaluators (:mod:`.registry`, entry points
+``tunegate.optimizers``); the release step of a prompt — plan, optimise, commit versions, gate on
+test — is :mod:`.workflow` (``tunegate.tune_prompt``; imported on use, it pulls in the gate).
 """
 
 from tunegate.tuning.base import OPTIMIZERS, Optimizer, TuneContext, load_optimizer, with_instruction
@@ -17,10 +21,32 @@ from tunegate.tuning.reflection import (
     numbered_items,
     tagged_block,
 )
+from tunegate.tuning.registry import OptimizerRegistry, default_optimizers
 
 __all__ = [
-    "OPTIMIZERS", "Budget", "BudgetExhausted", "BudgetMeter", "EvalBatch", "History", "Objective", "Optimizer",
-    "Proposal", "Reflection", "Reflector", "Rejection", "RowTrace", "SplitViolation", "TaskHarness",
-    "TuneContext", "check_instruction", "fenced_block", "load_optimizer", "numbered_items", "prompt_tokens",
-    "tagged_block", "with_instruction",
+    "OPTIMIZERS",
+    "Budget",
+    "BudgetExhausted",
+    "BudgetMeter",
+    "EvalBatch",
+    "History",
+    "Objective",
+    "Optimizer",
+    "OptimizerRegistry",
+    "Proposal",
+    "Reflection",
+    "Reflector",
+    "Rejection",
+    "RowTrace",
+    "SplitViolation",
+    "TaskHarness",
+    "TuneContext",
+    "check_instruction",
+    "default_optimizers",
+    "fenced_block",
+    "load_optimizer",
+    "numbered_items",
+    "prompt_tokens",
+    "tagged_block",
+    "with_instruction",
 ]

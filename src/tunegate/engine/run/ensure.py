@@ -8,8 +8,9 @@ candidate is never re-run and an interrupted run is resumed, not duplicated.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
+from tunegate.backends.base import Backend
 from tunegate.core.candidate import CandidateSpec
 from tunegate.core.dataset import Dataset
 from tunegate.core.example import Split
@@ -26,11 +27,13 @@ __all__ = ["ensure_run"]
 
 def ensure_run(store: Store, dataset: Dataset, candidate: CandidateSpec, evaluators: str | Sequence[str] | None,
                *, split: Split | None = None, cohorts: Sequence[str] | None = None, limit: int | None = None,
-               progress: ProgressHook | None = None) -> tuple[str, bool]:
+               progress: ProgressHook | None = None,
+               backends: Callable[[CandidateSpec], Backend] = make_backend) -> tuple[str, bool]:
     """The id of a finished run with this exact identity, running it first if missing.
 
     Returns (run id, whether it was reused). Unfinished runs of the identity are resumed. A
     registry prompt reference (``prompt: name@label``) is resolved from ``store`` first.
+    ``backends`` builds the candidate's backend (default: the backend registry).
     """
     candidate = resolve_candidate(candidate, PromptRegistry(store))
     plan = plan_run(dataset, resolve_suite(evaluators, dataset), candidate=candidate, split=split,
@@ -38,5 +41,5 @@ def ensure_run(store: Store, dataset: Dataset, candidate: CandidateSpec, evaluat
     existing = store.latest_finished(plan.identity)
     if existing is not None:
         return existing, True
-    summary = asyncio.run(execute(plan, store, make_backend(candidate), resume=True, progress=progress))
+    summary = asyncio.run(execute(plan, store, backends(candidate), resume=True, progress=progress))
     return summary.run_id, False

@@ -40,6 +40,7 @@ from tunegate.store import online as q
 
 if TYPE_CHECKING:
     from tunegate.gateway.service import Gateway
+    from tunegate.gateway.tracing_hook import GatewayTracing
     from tunegate.store.sqlite import Store
 
 __all__ = ["ACTOR", "ReleaseControl", "RouteRelease"]
@@ -103,11 +104,12 @@ class ReleaseControl:
     """See the module docstring."""
 
     def __init__(self, routes: list[RouteRelease], *, tick_s: float = 0.5, scorer_workers: int = 1,
-                 clock: Callable[[], float] = time.monotonic) -> None:
+                 clock: Callable[[], float] = time.monotonic, tracing: GatewayTracing | None = None) -> None:
         self._routes = {r.route: _Route(r, OnlineMonitor(r.policy), ReleaseController(r.policy)) for r in routes}
         if len(self._routes) != len(routes):
             raise ValueError("one RouteRelease per route")
         self.tick_s, self.clock, self.scorer_workers = tick_s, clock, scorer_workers
+        self.tracing = tracing            #: evaluator results and shadow calls also become spans
         self.gw: Gateway | None = None
         self._task: asyncio.Task[None] | None = None
         self._scorers: dict[str, OnlineScorer] = {}
@@ -225,6 +227,8 @@ class ReleaseControl:
             (res,) = await r.scorer.score(ex, [output_of(rec.response_text, rec.tool_calls, rec.finish_reason)])
             if res.failed is not None:
                 r.monitor.observe_request(side, cohorts, failed=res.failed)
+            if self.tracing is not None:
+                self.tracing.evaluations(rec.request_id, res.scores, arm=rec.arm)
         except Exception as e:
             _log.warning("live scoring failed for %s: %s", rec.request_id, e)
         finally:
@@ -260,6 +264,9 @@ class ReleaseControl:
                 "evaluators": r.scorer.identities, "base_scores": base_s.scores, "candidate_scores": cand_s.scores,
                 "base_failed": base_s.failed, "candidate_failed": cand_s.failed, "candidate_error": res.error,
                 "example": ex, "base_output": base_out.get("text"), "candidate_output": (cand_out or {}).get("text")}
+        if self.tracing is not None:
+            self.tracing.evaluations(rec.request_id, base_s.scores, arm=rec.arm)
+            self.tracing.shadow(res, cand_s.scores)
         if self.gw.worker is not None:
             try:
                 await self.gw.worker.call(q.insert_pairs, [pair])

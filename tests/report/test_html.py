@@ -134,3 +134,17 @@ def test_dashboard_renders_from_a_plain_dict() -> None:
     assert 'content="10"' in html and "rollback limit" in html and "canary 10%" in html
     with pytest.raises(UserError, match="share"):
         render_dashboard({"routes": [{"name": "r", "arms": [{"name": "a", "share": 1.5}]}]})
+
+
+def test_compact_rows_carry_expected_tool_calls_and_rounded_scores() -> None:
+    from tunegate.report.html_data import compact_rows
+
+    row = {"id": "t1", "cohorts": ["tool_call"], "input": "email my invoice", "expected": None,
+           "baseline": {"output": "", "tool_calls": [{"name": "email_invoice", "arguments": {"id": 1}}],
+                        "scores": {"tool_selection": {"score": 0.7000000000000001, "status": "ok", "reason": "r"}}},
+           "candidate": {"output": "no", "scores": {}}, "delta": {"tool_selection": -0.30000000000000004},
+           "flips": {}}
+    calls = [{"name": "email_invoice", "arguments": {"id": 1}}]
+    (c,) = compact_rows([row], ["tool_selection"], {"t1": {"expected_tool_calls": calls}})
+    assert c["xt"] == calls and c["b"]["t"] == calls
+    assert c["b"]["s"] == [[0.7, "ok", "r"]] and c["c"]["s"] == [[None, None, None]] and c["d"] == [-0.3]

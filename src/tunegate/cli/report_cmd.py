@@ -100,7 +100,7 @@ def report_command(obj: common.Context, baseline_run: str | None, candidate_run:
         lineage = (store.candidate(res.paired.candidate.candidate_hash) or {}).get("lineage") or {}
     verdict = json.loads(json.dumps(res.to_dict(), default=str))
     html = render_report_html(verdict, row_diffs(res.paired), context=report_context(res.paired),
-                              artifacts=find_artifacts(None, lineage))
+                              artifacts=find_artifacts(None, lineage), dataset_rows=res.paired.rows_data)
     target.parent.mkdir(parents=True, exist_ok=True)
     target.write_text(html, encoding="utf-8")
     con.print(f"{res.verdict.decision}: report {target}")

@@ -39,6 +39,7 @@ def write_report(res: GateResult, folder: str | Path, *, junit_inconclusive: Inc
         for r in rows:
             fh.write(json.dumps(r, ensure_ascii=False, default=str) + "\n")
     verdict = json.loads(json.dumps(verdict, default=str))  # exactly what verdict.json says
-    html = render_report_html(verdict, rows, context=report_context(res.paired), artifacts=find_artifacts(out))
+    html = render_report_html(verdict, rows, context=report_context(res.paired), artifacts=find_artifacts(out),
+                              dataset_rows=res.paired.rows_data)
     paths["report.html"].write_text(html, encoding="utf-8")
     return paths

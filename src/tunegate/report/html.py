@@ -98,16 +98,18 @@ def _provenance(v: dict[str, Any], ctx: dict[str, Any]) -> list[tuple[str, str]]
 
 
 def render_report_html(verdict: dict[str, Any], rows: list[dict[str, Any]], *, context: dict[str, Any] | None = None,
-                       artifacts: dict[str, Any] | None = None, title: str | None = None) -> str:
+                       artifacts: dict[str, Any] | None = None, title: str | None = None,
+                       dataset_rows: dict[str, dict[str, Any]] | None = None) -> str:
     """The page, from ``GateResult.to_dict()`` (or a stored verdict) and ``row_diffs`` records.
 
     ``context``: :func:`report_context` of the paired runs (provenance); ``artifacts``:
-    :func:`tunegate.report.html_tuning.find_artifacts` (tuning panels).
+    :func:`tunegate.report.html_tuning.find_artifacts` (tuning panels); ``dataset_rows``: the
+    stored dataset rows by id (``PairedRuns.rows_data``), for expected tool calls.
     """
     ctx = context or {}
     view = verdict_view(verdict)
     evaluators = [e for e in view["evaluators"] if e]
-    data = {"evaluators": evaluators, "rows": compact_rows(rows, evaluators)}
+    data = {"evaluators": evaluators, "rows": compact_rows(rows, evaluators, dataset_rows)}
     js = asset("report.js")
     cohorts = sorted({c for r in rows for c in (r.get("cohorts") or [])})
     ids = [{"name": e.get("name"), "version": e.get("version"), "hash": evaluator_hash(e),

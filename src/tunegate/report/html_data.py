@@ -72,11 +72,13 @@ def _text(x: Any) -> Any:
     return x if x is None or isinstance(x, str) else json.dumps(x, ensure_ascii=False, indent=2, default=str)
 
 
-def compact_rows(rows: list[dict[str, Any]], evaluators: list[str]) -> list[dict[str, Any]]:
+def compact_rows(rows: list[dict[str, Any]], evaluators: list[str],
+                 dataset_rows: dict[str, dict[str, Any]] | None = None) -> list[dict[str, Any]]:
     """Per-row records with short keys for the page's script (10,000 rows stay a few MB).
 
     ``k``: filter flags (b broke, f fixed, x errored, c changed); ``s``: per evaluator (in
-    ``evaluators`` order) ``[score, status, reason]``; ``d``: deltas; ``f``: flips.
+    ``evaluators`` order) ``[score, status, reason]``; ``d``: deltas; ``f``: flips; ``xt``: the
+    dataset row's expected tool calls (from ``dataset_rows``, when given).
     """
     out = []
     for r in rows:
@@ -90,6 +92,9 @@ def compact_rows(rows: list[dict[str, Any]], evaluators: list[str]) -> list[dict
             "k": "".join(flag for flag, on in (("b", k["broke"]), ("f", k["fixed"]), ("x", k["errored"]),
                                                ("c", k["changed"])) if on),
         }
+        expected_calls = ((dataset_rows or {}).get(str(r.get("id"))) or {}).get("expected_tool_calls")
+        if expected_calls:
+            rec["xt"] = expected_calls
         if r.get("excluded"):
             rec["xc"] = r["excluded"]
         out.append(rec)

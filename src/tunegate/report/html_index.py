@@ -50,7 +50,7 @@ def _verdict_page(store: Store, rec: dict[str, Any]) -> str:
     v = rec["verdict"]
     lineage = (store.candidate(paired.candidate.candidate_hash) or {}).get("lineage") or {}
     return render_report_html(v, row_diffs(paired), context=report_context(paired),
-                              artifacts=find_artifacts(None, lineage))
+                              artifacts=find_artifacts(None, lineage), dataset_rows=paired.rows_data)
 
 
 def write_index(store: Store, folder: str | Path, *, limit: int = 200) -> Path:

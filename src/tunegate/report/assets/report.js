@@ -114,6 +114,7 @@
     box.dataset.filled = "1";
     if (r.in !== null && r.in !== undefined) { box.appendChild(el("h4", null, "input")); box.appendChild(el("pre", "out", r.in)); }
     if (r.ex !== null && r.ex !== undefined) { box.appendChild(el("h4", null, "expected")); box.appendChild(el("pre", "out", r.ex)); }
+    if (r.xt) { box.appendChild(el("h4", null, "expected tool calls")); box.appendChild(el("pre", "out", JSON.stringify(r.xt, null, 2))); }
     var a = pretty(r.b), b = pretty(r.c), ops = diff(a, b);
     var grid = el("div", "sides");
     var l = el("div", "side"), rt = el("div", "side");

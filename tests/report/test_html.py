@@ -148,3 +148,20 @@ def test_compact_rows_carry_expected_tool_calls_and_rounded_scores() -> None:
     (c,) = compact_rows([row], ["tool_selection"], {"t1": {"expected_tool_calls": calls}})
     assert c["xt"] == calls and c["b"]["t"] == calls
     assert c["b"]["s"] == [[0.7, "ok", "r"]] and c["c"]["s"] == [[None, None, None]] and c["d"] == [-0.3]
+
+
+def test_forgetting_and_contamination_panels_from_the_verdict(gate: dict[str, Any]) -> None:
+    v = json.loads(json.dumps(gate["res"].to_dict(), default=str))
+    v["forgetting"] = {"probe": "general-v1", "evaluable": True, "settings": {"rule": "non_inferior", "margin": 0.05},
+                       "baseline_run": "run-b", "candidate_run": "run-c",
+                       "cohorts": [{"cohort": "*", "delta": -0.02, "ci_low": -0.06, "ci_high": 0.01, "n_pairs": 80},
+                                   {"cohort": "<arith>", "delta": -0.375, "ci_low": -0.55, "ci_high": -0.2,
+                                    "n_pairs": 16}]}
+    v["contamination"] = {"status": "checked", "excluded": True, "gated_rows": 125, "sources": ["train.jsonl"],
+                          "rows": [{"id": "billing-0001", "method": "13-gram"}], "warnings": []}
+    html = render_report_html(v, [])
+    assert 'id="panel-forgetting"' in html and 'data-evaluator="&lt;arith&gt;"' in html
+    assert "-37.5" in html  # the collapsed probe cohort, in points
+    assert 'id="panel-contamination"' in html and "billing-0001" in html
+    v["forgetting"] = {"probe": "general-v1", "evaluable": False, "reason": "no probe runs"}
+    assert "not evaluable" in render_report_html(v, [])

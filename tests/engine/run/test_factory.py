@@ -55,3 +55,23 @@ def test_judge_backends_use_the_same_registry() -> None:
     assert b.identity()["model"] == "judge"
     with pytest.raises(UserError, match="unknown backend"):
         make_judge_backend({"backend": "nosuch", "model": "judge"})
+
+
+def _register_plugin(reg: BackendRegistry) -> None:
+    """What a plugin package's ``tunegate.backends`` entry point points at."""
+    reg.add("plugin-kind", lambda spec: FakeBackend(name=f"plugin:{spec.model}"))
+
+
+def test_an_installed_entry_point_adds_a_backend_kind(monkeypatch: pytest.MonkeyPatch) -> None:
+    from importlib.metadata import EntryPoint
+
+    from tunegate.backends import registry as registry_mod
+    from tunegate.core import plugins
+
+    ep = EntryPoint(name="myplugin", value=f"{__name__}:_register_plugin", group=ENTRY_POINT_GROUP)
+    builtin = EntryPoint(name="builtin", value="tunegate.backends.builtin:register", group=ENTRY_POINT_GROUP)
+    monkeypatch.setattr(plugins, "entry_points", lambda group: [builtin, ep] if group == ENTRY_POINT_GROUP else [])
+    monkeypatch.setattr(registry_mod, "_DEFAULT", None)  # rebuilt from the (patched) installed metadata
+    backend = make_backend(CandidateSpec(backend="plugin-kind", model="m"))
+    assert backend.identity()["model"] == "plugin:m"
+    assert default_backends().names() == ["local", "openai", "plugin-kind"]

@@ -169,6 +169,19 @@ def test_aa_canary_is_not_rolled_back_and_pairs_are_a_dataset(tmp_path: Path) ->
         assert n == stats.enqueued and len(ds["base"]["json_validation"]) == n
         assert ds["base"]["json_validation"] == ds["candidate"]["json_validation"] == [1.0] * n
         assert {c[0] for c in ds["cohorts"]} == {"orders", "faq"} and ds["shadow_failures"] == 0
+        # the pairs are a dataset like any other: `tunegate gate --mirror ROUTE` gates them, per cohort
+        from click.testing import CliRunner
+
+        from tunegate.cli.main import cli
+
+        pol = tmp_path / "policy.yaml"
+        pol.write_text("name: mirror\nguards:\n  - {evaluator: json_validation, rule: non_inferior, margin: 0.05}\n"
+                       "cohorts: {rule: non_inferior, margin: 0.1, min_rows: 20}\n")
+        res = CliRunner().invoke(cli, ["--db", str(db), "gate", "--mirror", "support", "--policy", str(pol), "--json"])
+        assert res.exit_code == 0, res.output
+        verdict = json.loads(res.output)
+        assert verdict["decision"] == "PROMOTE" and verdict["candidate"]["rows"] == n
+        assert {r["cohort"] for r in verdict["rules"]} >= {"orders", "faq"}
 
 
 def test_hanging_shadow_does_not_delay_primaries_and_drops_are_counted(tmp_path: Path) -> None:

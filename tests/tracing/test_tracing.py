@@ -137,3 +137,32 @@ def test_otlp_http_export_reaches_a_collector(tmp_path: Path, collector: str) ->
     assert attrs["gen_ai.request.model"].string_value == "smollm2"
     assert attrs["gen_ai.usage.output_tokens"].int_value == 4
     assert [v.string_value for v in attrs["gen_ai.response.finish_reasons"].array_value.values] == ["stop"]
+
+
+def test_traces_command_groups_the_span_store(tmp_path: Path) -> None:
+    import json
+
+    from click.testing import CliRunner
+
+    from tunegate.cli.main import cli
+
+    tr, store = make(tmp_path)
+    for i in range(6):
+        arm, prompt = ("tuned", "p@v2") if i % 2 else ("base", "p@v1")
+        with tr.llm_span(LLMCall(request_model="m", route="support", arm=arm, cohort="json",
+                                 prompt_version=prompt)) as sp:
+            sp.set_response(input_tokens=4, output_tokens=6)
+            sp.add_evaluation(EvalEvent("json_validation", 1.0, arm == "base"))
+    tr.shutdown()
+    store.close()
+    run = CliRunner().invoke(cli, ["--db", str(tmp_path / "t.db"), "traces", "--since", "1h", "--by", "model",
+                                   "--by", "prompt_version", "--json"])
+    assert run.exit_code == 0, run.output
+    out = json.loads(run.output)
+    groups = {g["prompt_version"]: g for g in out["groups"]}
+    assert groups["p@v2"]["eval_fail_rate"] == 1.0 and groups["p@v1"]["eval_fail_rate"] == 0.0
+    assert groups["p@v1"]["traces"] == 3 and groups["p@v1"]["tokens_per_trace"] == 10
+    table = CliRunner().invoke(cli, ["--db", str(tmp_path / "t.db"), "traces", "--by", "arm"])
+    assert table.exit_code == 0 and "tuned" in table.output and "(6 spans)" in table.output
+    bad = CliRunner().invoke(cli, ["--db", str(tmp_path / "t.db"), "traces", "--by", "colour"])
+    assert bad.exit_code == 2 and "--by" in bad.output

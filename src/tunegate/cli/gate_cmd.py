@@ -59,11 +59,13 @@ def compare_command(obj: common.Context, baseline_run: str, candidate_run: str, 
               help="How undecided rules appear in junit.xml: a failure (CI red), or skipped (CI warns).")
 @click.option("--allow-contaminated", is_flag=True,
               help="Keep gated rows that overlap the candidate's tuning data (they are still reported).")
+@click.option("--mirror", "mirror", default=None, metavar="ROUTE",
+              help="Gate the gateway route's mirrored, scored pairs (baseline vs shadow candidate).")
 @click.pass_obj
 def gate_command(obj: common.Context, baseline: str | None, candidate: str | None, policy_path: str,
                  dataset_path: str | None, baseline_candidate: str | None, evaluators: str | None, split: str | None,
                  cohorts: tuple[str, ...], limit: int | None, report_dir: str | None, as_json: bool,
-                 junit_inconclusive: str, allow_contaminated: bool) -> int:
+                 junit_inconclusive: str, allow_contaminated: bool, mirror: str | None = None) -> int:
     """Decide PROMOTE (exit 0), BLOCK (1) or INCONCLUSIVE (3) under a versioned policy.
 
     \b
@@ -78,6 +80,11 @@ def gate_command(obj: common.Context, baseline: str | None, candidate: str | Non
     from tunegate.report.files import write_report
 
     policy = load_policy(policy_path)
+    if mirror is not None:  # the route's mirrored pairs, stored as two runs (tunegate.gateway.online)
+        from tunegate.gateway.online import store_mirror_runs
+
+        with obj.store() as store:
+            baseline, candidate = store_mirror_runs(store, mirror)
     if dataset_path is not None:
         if not baseline_candidate or not candidate:
             raise UserError("one-shot mode needs --baseline-candidate FILE and --candidate FILE", field="--dataset")

@@ -21,7 +21,7 @@ from typing import Any
 from tunegate.store import online as q
 from tunegate.store.sqlite import Store
 
-__all__ = ["OnlineScorer", "SideScore", "example_row", "failed", "mirror_runs", "output_of"]
+__all__ = ["OnlineScorer", "SideScore", "example_row", "failed", "mirror_runs", "output_of", "store_mirror_runs"]
 
 #: The evaluator suite of this worker process (built once by the pool initializer).
 _SUITE: list[Any] = []
@@ -163,3 +163,47 @@ def mirror_runs(store: Store, route: str) -> dict[str, Any]:
                          if (r[f"{side}_scores"].get(n) or {}).get("status") == "ok" else None for r in keep]
                      for n in names}
     return out
+
+
+def store_mirror_runs(store: Store, route: str) -> tuple[str, str]:
+    """Materialise a route's mirrored pairs as two stored runs over one dataset (the requests), so
+    ``tunegate gate --baseline A --candidate B`` — and so ``gate --mirror`` — gates them with the
+    offline paired statistics, per cohort. Returns (baseline run id, candidate run id); the same
+    pairs give the same runs again (identity = dataset + candidate + evaluators)."""
+    from tunegate.core.dataset import Dataset
+    from tunegate.core.example import Example
+    from tunegate.core.hashing import content_hash
+    from tunegate.core.result import EvalResult, ModelOutput
+    from tunegate.errors import UserError
+
+    rows = [r for r in q.pair_rows(store, route) if r["candidate_error"] is None]
+    if not rows:
+        raise UserError(f"no scored mirrored pairs stored for route {route!r} (is mirroring on for it?)",
+                        field="--mirror")
+    evaluators = rows[-1]["evaluators"]
+    rows = [r for r in rows if r["evaluators"] == evaluators and r["candidate_hash"] == rows[-1]["candidate_hash"]
+            and r["base_hash"] == rows[-1]["base_hash"]]
+    ds = Dataset.of((Example.model_validate(r["example"]) for r in rows), name=f"mirror:{route}")
+    ds_hash = store.put_dataset(ds)
+    ids: list[str] = []
+    for side in ("base", "candidate"):
+        h = rows[-1][f"{side}_hash"]
+        store.put_candidate(h, f"{route}/{rows[-1][f'{side}_arm']}", "outputs",
+                            {"route": route, "arm": rows[-1][f"{side}_arm"], "source": "gateway mirror"})
+        identity = content_hash({"dataset": ds_hash, "candidate": h, "evaluators": evaluators, "mirror": route})
+        done = store.latest_finished(identity)
+        if done is not None:
+            ids.append(done)
+            continue
+        run = store.create_run(identity=identity, dataset_hash=ds_hash, candidate_hash=h,
+                               selection={"mirror": route}, evaluators=evaluators, n_rows=len(rows),
+                               meta={"source": "gateway mirror", "route": route})
+        for i, r in enumerate(rows):
+            text = r[f"{side}_output"]
+            scores: dict[str, Sequence[EvalResult]] = {
+                n: [EvalResult.model_validate(s)] for n, s in r[f"{side}_scores"].items()}
+            store.write_row(run, r["request_id"], i, [ModelOutput(text=text or "")], [None], scores,
+                            model_calls=0, cache_hits=0)
+        store.finish_run(run)
+        ids.append(run)
+    return ids[0], ids[1]

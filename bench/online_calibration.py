@@ -39,7 +39,7 @@ ALPHA = 0.05
 
 
 def rate(r: SimResult, n: int) -> str:
-    k = int(round(r.alarm_rate * n))
+    k = round(r.alarm_rate * n)
     lo, hi = clopper_pearson(k, n)
     return f"{r.alarm_rate:.4f} [{lo:.4f}, {hi:.4f}] ({k}/{n})"
 

@@ -12,6 +12,10 @@ rate is alpha = 5% for both. We simulate (``tunegate.engine.stats.simulate``) ru
   This is the tightest case for the pass side (binary, and continuous with 3 samples).
 * Power: a 3-point drop on a binary metric with p ~ 0.8 at n = 1,000, under a single ``no_drop``
   guard and under the full example policy (where the multiplicity correction costs power).
+* ``no_drop`` (issue 11: it must be passable): A/A under a single ``no_drop`` guard (margin 0.03 at
+  p ~ 0.8; margin 0.01 near the ceiling, p ~ 0.99), where PROMOTE is the *right* answer and is
+  reported as "pass rate"; the candidate exactly at the margin (a PROMOTE is false); and the issue's
+  example policy with ``content_safety: no_drop, margin 0.01``.
 
 Rates are printed with exact (Clopper-Pearson) 95% intervals. Run: ``python bench/gate_calibration.py
 [--gates 1000]``.
@@ -22,7 +26,7 @@ from __future__ import annotations
 import argparse
 import time
 from collections import Counter
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import numpy as np
@@ -83,7 +87,14 @@ def scenarios(rows: int) -> list[Scenario]:
     margin_cont = [MetricSpec("groundedness", False, 0.5, concentration=20.0, noise=0.15, shift=-0.02)]
     ni = {"guards": [{"evaluator": "task_completion", "rule": "non_inferior", "margin": 0.02}]}
     ni_c = {"guards": [{"evaluator": "groundedness", "rule": "non_inferior", "margin": 0.02}]}
-    drop = {"guards": [{"evaluator": "task_completion", "rule": "no_drop"}]}
+    drop = {"guards": [{"evaluator": "task_completion", "rule": "no_drop", "margin": 0.02}]}
+    nd = {"guards": [{"evaluator": "task_completion", "rule": "no_drop", "margin": 0.03}]}
+    nd_ceiling = {"guards": [{"evaluator": "content_safety", "rule": "no_drop", "margin": 0.01}]}
+    ex_nd = {**ex, "guards": [{"evaluator": "groundedness", "rule": "non_inferior", "margin": 0.02},
+                              {"evaluator": "content_safety", "rule": "no_drop", "margin": 0.01},
+                              {"evaluator": "json_validation", "rule": "floor", "min": 0.95}]}
+    safety = [MetricSpec("content_safety", True, 0.99, concentration=0.5)]
+    at_nd_margin = [MetricSpec("task_completion", True, 0.8, concentration=0.5, shift=-0.03)]
     return [
         Scenario("A/A, example policy", "identical", example_metrics(), ex, "false BLOCK", "BLOCK", "<= 5%", rows=rows),
         Scenario("A/A, example policy", "identical", example_metrics(), ex, "false PROMOTE", "PROMOTE", "<= 5%",
@@ -100,7 +111,29 @@ def scenarios(rows: int) -> list[Scenario]:
                  "power (BLOCK)", "BLOCK", ">= 80%", cohorts=0, rows=1000),
         Scenario("3-pt drop, example policy", "delta = -0.03, p~0.8, n=1000", example_metrics(-0.03), ex,
                  "power (BLOCK)", "BLOCK", "(report)", rows=1000),
+        Scenario("A/A, no_drop m=0.03", "identical, p~0.8", example_metrics()[:1], nd, "pass rate (PROMOTE)",
+                 "PROMOTE", "(report)", cohorts=0, rows=rows),
+        Scenario("A/A, no_drop m=0.03", "identical, p~0.8", example_metrics()[:1], nd, "false BLOCK", "BLOCK",
+                 "<= 5%", cohorts=0, rows=rows),
+        Scenario("A/A, no_drop m=0.01 ceiling", "identical, p~0.99", safety, nd_ceiling, "pass rate (PROMOTE)",
+                 "PROMOTE", "(report)", cohorts=0, rows=rows),
+        Scenario("at no_drop margin", "delta = -0.03 = -margin", at_nd_margin, nd, "false PROMOTE", "PROMOTE",
+                 "<= 5%", cohorts=0, rows=rows),
+        Scenario("A/A, example w/ no_drop", "identical", example_metrics(), ex_nd, "false BLOCK", "BLOCK", "<= 5%",
+                 rows=rows),
     ]
+
+
+def _legacy(policy: dict[str, Any]) -> dict[str, Any]:
+    """The policy with every no_drop rule as it was judged before issue 11 (threshold 0 on both sides)."""
+    def fix(rule: Any) -> Any:
+        if isinstance(rule, dict) and rule.get("rule") == "no_drop":
+            return {**rule, "rule": "non_inferior", "margin": 0.0}
+        return rule
+    out = {k: fix(v) for k, v in policy.items()}
+    if "guards" in out:
+        out["guards"] = [fix(g) for g in out["guards"]]
+    return out
 
 
 def run_scenario(sc: Scenario, gates: int, seed: int) -> tuple[Counter[str], float]:
@@ -125,16 +158,25 @@ def main() -> None:
     ap.add_argument("--gates", type=int, default=1000, help="simulated gates per scenario (default 1000)")
     ap.add_argument("--rows", type=int, default=1000, help="rows per simulated run (A/A and margin)")
     ap.add_argument("--seed", type=int, default=20261121)
+    ap.add_argument("--only", default=None, help="run only scenarios whose name contains this text")
+    ap.add_argument("--legacy-no-drop", action="store_true",
+                    help="judge no_drop as before issue 11 (non_inferior with margin 0: passes only on a "
+                         "significant improvement), for before/after tables")
     args = ap.parse_args()
     console = Console(width=170)
-    table = Table(title=f"Gate calibration: {args.gates} simulated gates per scenario, alpha = 0.05")
+    legacy = " (legacy no_drop: margin 0 on both sides)" if args.legacy_no_drop else ""
+    table = Table(title=f"Gate calibration: {args.gates} simulated gates per scenario, alpha = 0.05{legacy}")
     for col in ("scenario", "truth", "rows", "PROMOTE", "BLOCK", "INCONCL.", "measure", "rate [95% CI]",
                 "target", "ok", "flip rate*"):
         table.add_column(col, justify="left" if col in ("scenario", "truth", "measure") else "right")
     t0 = time.perf_counter()
     cache: dict[tuple[str, int], tuple[Counter[str], float]] = {}
     for k, sc in enumerate(scenarios(args.rows)):
-        key = (sc.name, sc.samples)
+        if args.only and args.only not in sc.name:
+            continue
+        if args.legacy_no_drop:
+            sc = replace(sc, policy=_legacy(sc.policy))
+        key = (sc.name, sc.samples)  # scenarios sharing a name share their simulations
         if key not in cache:  # the two A/A rows of a scenario read the same simulations
             cache[key] = run_scenario(sc, args.gates, args.seed + k)
         counts, flip = cache[key]

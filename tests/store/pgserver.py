@@ -38,12 +38,13 @@ def _free_port() -> int:
 class PgServer:
     """``with PgServer() as pg: url = pg.new_database()`` — one server, any number of fresh databases."""
 
-    def __init__(self, *, durable: bool = False) -> None:
+    def __init__(self, *, durable: bool = False, settings: dict[str, str] | None = None) -> None:
         bindir = find_bindir()
         if bindir is None:
             raise RuntimeError("PostgreSQL server binaries not found (apt-get install postgresql)")
         self.bindir = bindir
         self.durable = durable
+        self.settings = dict(settings or {})
         self.port = 0
         self.base = Path(tempfile.mkdtemp(prefix="tunegate-pg-"))
         self._as: list[str] = []
@@ -63,6 +64,7 @@ class PgServer:
                 "-c shared_buffers=32MB"]
         if not self.durable:  # tests kill clients, never the server: the server need not fsync
             opts.append("-c fsync=off -c synchronous_commit=off -c full_page_writes=off")
+        opts += [f"-c {k}={v}" for k, v in self.settings.items()]
         for _ in range(3):  # a port taken between probing and binding: try another
             self.port = _free_port()
             try:

@@ -4,6 +4,7 @@ newer databases, datasets, runs, rows, cache, prompts; plus the SQLite-only file
 from __future__ import annotations
 
 import sqlite3
+from collections.abc import Sequence
 from pathlib import Path
 
 import pytest
@@ -163,3 +164,19 @@ def test_lineage_is_recorded_on_a_candidate_stored_earlier_without_it(store_targ
         assert s.candidate("cand-x")["lineage"]["method"] == "prompt:gepa"  # type: ignore[index]
         s.put_candidate("cand-x", "x", "spec", {"model": "m"}, {"method": "lora"})  # never overwritten
         assert s.candidate("cand-x")["lineage"]["method"] == "prompt:gepa"  # type: ignore[index]
+
+
+def test_a_row_written_twice_fails_whole_and_the_store_stays_usable(store_target: str) -> None:
+    from tunegate.store.connection import integrity_errors
+
+    with Store(store_target) as s:
+        rid = s.create_run(identity="i", dataset_hash="d", candidate_hash="c", selection={}, evaluators=[],
+                           n_rows=1, meta={})
+        row: tuple[list[ModelOutput | None], list[str | None], dict[str, Sequence[EvalResult]]] = (
+            [ModelOutput(text="A")], [None], {"e": [EvalResult.ok("e", "1", 1.0)]})
+        s.write_row(rid, "a", 0, *row, model_calls=1, cache_hits=0)
+        with pytest.raises(integrity_errors()):
+            s.write_row(rid, "a", 0, *row, model_calls=5, cache_hits=5)
+        assert s.count_rows(rid) == (1, 1) and s.run(rid).model_calls == 1  # nothing of the second write
+        s.write_row(rid, "b", 1, *row, model_calls=1, cache_hits=0)
+        assert s.count_rows(rid) == (2, 2)

@@ -110,7 +110,17 @@ def create_app(config_path: str | Path, *, db: str | Path | None = None, use_sto
     async def openapi(request: Request) -> Response:
         return JSONResponse(openapi_document())
 
-    app = Starlette(routes=[
+    async def http_error(request: Request, exc: Exception) -> Response:
+        from starlette.exceptions import HTTPException
+
+        status = exc.status_code if isinstance(exc, HTTPException) else 500
+        detail = exc.detail if isinstance(exc, HTTPException) else "internal error (see the gateway log)"
+        return JSONResponse(error_body(f"{request.method} {request.url.path}: {detail}",
+                                       type_="invalid_request_error" if status < 500 else "server_error"), status)
+
+    from starlette.exceptions import HTTPException
+
+    app = Starlette(exception_handlers={HTTPException: http_error, Exception: http_error}, routes=[
         Route("/v1/chat/completions", chat, methods=["POST"]),
         Route("/v1/models", models, methods=["GET"]),
         Route("/v1/rollout", rollout, methods=["GET"]),

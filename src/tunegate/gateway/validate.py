@@ -51,14 +51,15 @@ def check_chat_body(body: Any) -> dict[str, Any]:
     for i, m in enumerate(msgs):
         if not isinstance(m, dict):
             raise BadRequest(f"messages[{i}] must be an object", f"messages.{i}")
-        if m.get("role") not in _ROLES:
+        role = m.get("role")
+        if not isinstance(role, str) or role not in _ROLES:
             raise BadRequest(f"messages[{i}].role must be one of {', '.join(sorted(_ROLES))}", f"messages.{i}.role")
         c = m.get("content")
         if c is not None and not isinstance(c, str | list):
             raise BadRequest(f"messages[{i}].content must be a string, a list of parts or null",
                              f"messages.{i}.content")
         if c is None and not m.get("tool_calls") and m.get("role") != "assistant":
-            raise BadRequest(f"messages[{i}].content is required for role {m.get('role')}", f"messages.{i}.content")
+            raise BadRequest(f"messages[{i}].content is required for role {role}", f"messages.{i}.content")
     for flag in ("stream",):
         if flag in body and not isinstance(body[flag], bool):
             raise BadRequest(f"'{flag}' must be a boolean", flag)

@@ -25,11 +25,13 @@ __all__ = ["register", "serve_cmd"]
 @click.option("--no-store", is_flag=True, help="No rollout state or request log: every route serves its baseline.")
 @click.option("--check", is_flag=True, help="Validate the config (and resolve prompt versions), then exit.")
 @click.option("--hash-key", is_flag=True, help="Read a gateway API key on stdin and print its SHA-256.")
+@click.option("--release", "release", type=click.Path(dir_okay=False), default=None,
+              help="release.yaml: run the release controller (mirroring, online gates, auto-rollback/ramp, traces).")
 @click.option("--log-level", default="warning", show_default=True,
               type=click.Choice(["critical", "error", "warning", "info", "debug"]))
 @click.pass_obj
 def serve_cmd(obj: common.Context, config: str | None, host: str, port: int, no_store: bool, check: bool,
-              hash_key: bool, log_level: str) -> None:
+              hash_key: bool, log_level: str, release: str | None = None) -> None:
     """Serve POST /v1/chat/completions, GET /v1/models, /v1/rollout, /healthz, /metrics, /openapi.json."""
     if hash_key:
         from tunegate.gateway.auth import hash_key as h
@@ -63,6 +65,10 @@ def serve_cmd(obj: common.Context, config: str | None, host: str, port: int, no_
         raise UserError(f"the gateway needs the 'gateway' extra: pip install 'tunegate[gateway]' ({e.name} missing)",
                         field="serve") from None
     app = create_app(config, db=obj.db, use_store=not no_store)
+    if release is not None:  # tunegate.gateway.release_config (issue 14)
+        from tunegate.gateway.release_config import install_release_control
+
+        install_release_control(app, release, obj.db)
     common.err_console().print(f"tunegate gateway on http://{host}:{port}/v1 ({len(cfg.routes)} routes)")
     uvicorn.run(app, host=host, port=port, loop="uvloop", http="httptools", log_level=log_level,
                 access_log=False, lifespan="on")

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from tests.fakes import FakeBackend
@@ -75,3 +77,17 @@ def test_an_installed_entry_point_adds_a_backend_kind(monkeypatch: pytest.Monkey
     backend = make_backend(CandidateSpec(backend="plugin-kind", model="m"))
     assert backend.identity()["model"] == "plugin:m"
     assert default_backends().names() == ["local", "openai", "plugin-kind"]
+
+
+def test_the_engine_suite_builder_injects_the_judge_factory(tmp_path: Path) -> None:
+    """No global setter: a ``judge:`` mapping in an evaluator file gets its backend from the engine."""
+    from tunegate.core.dataset import Dataset
+    from tunegate.core.example import Example
+    from tunegate.engine.run.suite import resolve_suite
+
+    f = tmp_path / "evaluators.yaml"
+    f.write_text("custom:\n  rubric: Is it right?\n  judge: {backend: openai, model: judge-m, "
+                 "base_url: 'http://127.0.0.1:9/v1'}\n")
+    [ev] = resolve_suite(str(f), Dataset.of([Example(id="a", input="q")], name="d"))
+    ident = ev.identity()["judge"]["backend"]
+    assert ident["kind"] == "openai" and ident["model"] == "judge-m"

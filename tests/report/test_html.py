@@ -165,3 +165,13 @@ def test_forgetting_and_contamination_panels_from_the_verdict(gate: dict[str, An
     assert 'id="panel-contamination"' in html and "billing-0001" in html
     v["forgetting"] = {"probe": "general-v1", "evaluable": False, "reason": "no probe runs"}
     assert "not evaluable" in render_report_html(v, [])
+
+
+def test_artifacts_of_another_dataset_are_not_shown(tmp_path: Path) -> None:
+    (tmp_path / "gate").mkdir()
+    hist = {"meta": {"dataset_hash": "ds-other", "dataset_source": str(tmp_path / "other.jsonl")},
+            "proposals": [], "curve": []}
+    (tmp_path / "history.json").write_text(json.dumps(hist))
+    assert "history" not in find_artifacts(tmp_path / "gate", dataset_hash="ds-mine", dataset_source="mine.jsonl")
+    assert "history" in find_artifacts(tmp_path / "gate", dataset_hash="ds-other")
+    assert "history" in find_artifacts(tmp_path / "gate")  # nothing to compare with: shown

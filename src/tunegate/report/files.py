@@ -39,7 +39,8 @@ def write_report(res: GateResult, folder: str | Path, *, junit_inconclusive: Inc
         for r in rows:
             fh.write(json.dumps(r, ensure_ascii=False, default=str) + "\n")
     verdict = json.loads(json.dumps(verdict, default=str))  # exactly what verdict.json says
-    html = render_report_html(verdict, rows, context=report_context(res.paired), artifacts=find_artifacts(out),
-                              dataset_rows=res.paired.rows_data)
+    ctx = report_context(res.paired)
+    arts = find_artifacts(out, dataset_hash=verdict.get("dataset_hash"), dataset_source=ctx.get("dataset_source"))
+    html = render_report_html(verdict, rows, context=ctx, artifacts=arts, dataset_rows=res.paired.rows_data)
     paths["report.html"].write_text(html, encoding="utf-8")
     return paths

@@ -35,9 +35,23 @@ def _load(path: Path) -> Any:
         return None
 
 
-def find_artifacts(folder: str | Path | None, lineage: dict[str, Any] | None = None) -> dict[str, Any]:
+def _same_data(meta: dict[str, Any], dataset_hash: str | None, dataset_source: str | None) -> bool:
+    """Whether an artifact was made from the gated dataset (by content hash or by file): a
+    history.json left in a parent folder by another job must not be shown as this gate's story.
+    Unknown on either side counts as a match (older artifacts carry no hash)."""
+    h, src = meta.get("dataset_hash") or meta.get("hash"), meta.get("dataset_source") or meta.get("path")
+    if h and dataset_hash and h == dataset_hash:
+        return True
+    if src and dataset_source and Path(str(src)).resolve() == Path(str(dataset_source)).resolve():
+        return True
+    return not ((h and dataset_hash) or (src and dataset_source))
+
+
+def find_artifacts(folder: str | Path | None, lineage: dict[str, Any] | None = None, *,
+                   dataset_hash: str | None = None, dataset_source: str | None = None) -> dict[str, Any]:
     """Locate tuning artifacts for a report written into ``folder`` (its parent is where ``tune``
-    and ``loop`` put them) and, for an adapter candidate, its manifest ``lineage``."""
+    and ``loop`` put them) and, for an adapter candidate, its manifest ``lineage``. With
+    ``dataset_hash``/``dataset_source`` (the gated dataset), artifacts of another dataset are ignored."""
     found: dict[str, Any] = {}
     places = []
     if folder is not None:
@@ -46,11 +60,13 @@ def find_artifacts(folder: str | Path | None, lineage: dict[str, Any] | None = N
     for p in places:
         if "history" not in found and (p / "history.json").is_file():
             h = _load(p / "history.json")
-            if isinstance(h, dict) and "proposals" in h:
+            if isinstance(h, dict) and "proposals" in h and \
+                    _same_data(h.get("meta") or {}, dataset_hash, dataset_source):
                 found["history"] = h
                 found["history_path"] = str(p / "history.json")
         for m in (p / _MANIFEST, p / "lora" / _MANIFEST):
-            if "manifest" not in found and m.is_file() and isinstance(man := _load(m), dict):
+            if "manifest" not in found and m.is_file() and isinstance(man := _load(m), dict) and \
+                    _same_data(man.get("tuning_data") or {}, dataset_hash, dataset_source):
                 found["manifest"], found["manifest_dir"] = man, str(m.parent)
     if "manifest" not in found and lineage and lineage.get("method") and lineage.get("adapter_digest"):
         found["manifest"] = lineage

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -49,8 +49,12 @@ class RunSummary:
 
 
 async def execute(plan: RunPlan, store: Store, backend: Backend | None = None, *, resume: bool = False,
-                  use_cache: bool = True, progress: ProgressHook | None = None) -> RunSummary:
-    """Run ``plan`` into ``store``; returns the summary. ``backend`` is required for candidates."""
+                  use_cache: bool = True, progress: ProgressHook | None = None,
+                  row_hook: Callable[[str, ScoredRow], None] | None = None) -> RunSummary:
+    """Run ``plan`` into ``store``; returns the summary. ``backend`` is required for candidates.
+
+    ``row_hook(run_id, row)`` is called after each row is committed (tracing: one span per row).
+    """
     t0 = time.perf_counter()
     store.put_dataset(plan.dataset)
     name, kind, spec, lineage = plan.candidate_record()
@@ -81,6 +85,8 @@ async def execute(plan: RunPlan, store: Store, backend: Backend | None = None, *
             store.write_row(run_id, row.example.id, seq_of[row.example.id], row.outputs, row.errors, scores,
                             model_calls=calls if j == 0 else 0, cache_hits=hits if j == 0 else 0,
                             error=row.error)
+            if row_hook is not None:
+                row_hook(run_id, row)
 
     identity = plan.candidate.identity() if plan.candidate else {"outputs": plan.candidate_hash}
     try:

@@ -8,13 +8,17 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING
 
 import click
 from rich.table import Table
 
 from tunegate.cli import common
 from tunegate.errors import UserError
+
+if TYPE_CHECKING:
+    from tunegate.checks.contamination import ContaminationReport
+    from tunegate.checks.textrows import TextRows
 
 __all__ = ["register"]
 
@@ -96,7 +100,7 @@ def contamination_command(train: str, evals: tuple[str, ...], ngram: int, min_ng
     return 0 if report.clean else 1
 
 
-def _print_contamination(report: Any, train_rows: Any, show: int, out: str | None) -> None:
+def _print_contamination(report: ContaminationReport, train_rows: TextRows, show: int, out: str | None) -> None:
     con = common.out_console()
     con.print(f"[bold]train[/] {common.escape(train_rows.source)}: {len(train_rows)} rows · "
               f"fields {', '.join(train_rows.fields)} · {train_rows.hash}")

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Callable
+from typing import Any, TypeVar
 
 import click
 
@@ -18,7 +19,11 @@ Only the dataset's train split is used. Then gate it like any candidate:
 """
 
 
-def _options(f: Any) -> Any:
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def _options(f: F) -> F:
+    """The options every weight-tuning command shares."""
     for opt in reversed([
         click.option("--dataset", "dataset", required=True, type=click.Path(dir_okay=False),
                      help="Golden dataset; only its train split is used."),

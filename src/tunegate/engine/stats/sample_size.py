@@ -14,11 +14,15 @@ per-row spread, same discordance rates for pass/fail data). Then:
   ``m`` (``max(z sd/sqrt(m), zero-event(m))``, plus Clopper-Pearson for a pass/fail candidate mean) to
   clear the threshold, and for an ``improve`` rule on pass/fail data the exact one-sided McNemar test
   at the scaled discordant counts to agree at alpha/2;
+* ... and, since the gate checks fail before pass, the fail test must not fire at the estimate's
+  lower ``power`` quantile (for ``no_drop`` with a slightly negative effect, pass is possible only in
+  a window of sizes: more rows make the drop itself significant);
 * **fail** needs the one-sided t test (standard error floored by the zero-event bound, as in the
   gate) to reject at the check's level (its weighted-Holm share of alpha, the strictest step), and
   the exact McNemar / binomial test where the gate takes it.
 
-The smallest such ``m`` is found by doubling then bisection (each condition is monotone in ``m``).
+The smallest such ``m`` is found by doubling then bisection (each condition is monotone in ``m``,
+except the pass window above, whose first size the bisection finds when a doubling step lands in it).
 With ``power`` 0.8 the rule is decided in the stated direction about 80% of the time when the
 observed effect and spread are the truth (``bench/rows_needed.py`` checks it by simulation); with
 ``power`` 0.5 it is the size at which the *expected* data just decides it.
@@ -165,7 +169,9 @@ def rows_to_decide(s: SizingInput, *, power: float = 0.8) -> Need | None:
         return None
     zp = z_quantile(power) if power != 0.5 else 0.0
     start = max(s.n + 1, s.min_rows, 2)
-    n_pass = _smallest(lambda m: _passes(s, m, zp), start)
+    # a pass counts only if the fail test does not fire first (the gate checks fail before pass): for
+    # no_drop with a slightly negative effect, large n makes the drop significant and pass impossible
+    n_pass = _smallest(lambda m: _passes(s, m, zp) and not _fails(s, m, -zp), start)
     n_fail = _smallest(lambda m: _fails(s, m, zp), start)
     if n_pass is None and n_fail is None:
         return None

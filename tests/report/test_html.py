@@ -10,22 +10,13 @@ from typing import Any
 
 import pytest
 
-from tests.report.helpers import XSS, make_gate
+from tests.report.helpers import XSS
 from tunegate.cli.main import main
 from tunegate.errors import UserError
-from tunegate.report.files import write_report
 from tunegate.report.html import render_report_html, script_tag_hash
 from tunegate.report.html_dashboard import render_dashboard
 from tunegate.report.html_data import embed_json, row_kind
 from tunegate.report.html_tuning import find_artifacts
-
-
-@pytest.fixture(scope="module")
-def gate(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
-    tmp = tmp_path_factory.mktemp("gate")
-    res, facts = make_gate(tmp)
-    paths = write_report(res, tmp / "out")
-    return {**facts, "res": res, "paths": paths, "tmp": tmp}
 
 
 def test_embed_json_cannot_close_a_script_element() -> None:

@@ -3,7 +3,6 @@ draws one heatmap cell per cohort × evaluator, filters exactly, and never runs 
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -11,11 +10,10 @@ from typing import Any
 import pytest
 
 from tests.report.browser import Opened, launch, open_page
-from tests.report.helpers import XSS, make_gate
+from tests.report.helpers import XSS
 from tunegate.cli.main import main
-from tunegate.report.files import write_report
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("report-browser")]  # one browser, one worker
 
 
 @pytest.fixture(scope="module")
@@ -23,16 +21,6 @@ def browser(gate: dict[str, Any]) -> Iterator[Any]:
     # after the gate: Playwright's sync client keeps an event loop running in this thread, so the
     # runs (asyncio.run) must be made before the browser starts
     yield from launch()
-
-
-@pytest.fixture(scope="module")
-def gate(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
-    tmp = tmp_path_factory.mktemp("gate")
-    res, facts = make_gate(tmp)
-    paths = write_report(res, tmp / "out")
-    rows = [json.loads(x) for x in paths["rows.jsonl"].read_text().splitlines()]
-    verdict = json.loads(paths["verdict.json"].read_text())
-    return {**facts, "html": paths["report.html"], "rows": rows, "verdict": verdict, "tmp": tmp}
 
 
 @pytest.fixture(scope="module")

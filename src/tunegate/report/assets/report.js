@@ -197,8 +197,10 @@
   Array.prototype.forEach.call(document.querySelectorAll("[data-count]"), function (s) { s.textContent = "(" + counts[s.dataset.count] + ")"; });
   Array.prototype.forEach.call(document.querySelectorAll("[data-filter]"), function (b) {
     b.addEventListener("click", function () {
-      Array.prototype.forEach.call(document.querySelectorAll("[data-filter]"), function (x) { x.classList.remove("on"); });
-      b.classList.add("on");
+      Array.prototype.forEach.call(document.querySelectorAll("[data-filter]"), function (x) {
+        x.classList.remove("on"); x.setAttribute("aria-pressed", "false");
+      });
+      b.classList.add("on"); b.setAttribute("aria-pressed", "true");
       state.filter = b.dataset.filter; state.page = 0; render();
     });
   });

@@ -266,7 +266,7 @@ async def handle_chat(gw: Gateway, raw: bytes, headers: Mapping[str, str]) -> Ou
         kind = {401: "authentication_error", 403: "permission_error", 429: "rate_limit_error"}[auth.status]
         gw.metrics.requests.labels(route.name, "-", "rate_limited" if auth.status == 429 else "unauthorized").inc()
         return _error(auth.status, auth.message, type_=kind, code=auth.code, headers=hdrs)
-    rid = headers.get("x-request-id") or "req-" + uuid.uuid4().hex
+    rid = "req-" + uuid.uuid4().hex  # never the client's x-request-id: it keys the request log
     facts = RequestFacts(route.name, headers, body.get("metadata") or {}, auth.key.name if auth.key else None,
                          auth.key.tenant if auth.key else None, body.get("user"), rid)
     hashes = snap.hashes[route.name]

@@ -356,3 +356,6 @@ async def _relay(gw: Gateway, route: RouteConfig, rec: RequestRecord, t0: float,
         yield DONE
     finally:
         _finish(gw, route, rec, t0, acc.completion())
+        close = getattr(rest, "aclose", None)
+        if close is not None:  # the client went away mid-stream: release the upstream connection now
+            await close()

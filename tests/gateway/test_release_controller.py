@@ -226,3 +226,25 @@ def test_feedback_joins_request_arm_and_cohort(tmp_path: Path) -> None:
         assert len(fb) == 1 and fb[0]["arm"] == arm and fb[0]["cohort"] == "faq" and fb[0]["thumbs"] == -1
         iv = snap.get("thumbs_down_rate", "feedback")
         assert iv is not None and (iv.n == 0 or arm == "tuned")
+
+
+def test_ramp_is_carried_out_and_audited(tmp_path: Path) -> None:
+    from tunegate.gateway.release import load_rollout
+
+    with OpenAIServer(default=GOOD) as base, OpenAIServer(default=GOOD) as tuned:
+        cfg, db = setup_route(tmp_path, base, tuned, 50)
+        with GatewayServer(cfg, db) as srv:
+            pol = policy(steps=[50, 100], defaults={"min_pairs": 0, "min_requests": 0, "min_duration_s": 0})
+            ctl = start(srv, [RouteRelease("support", "tuned", pol)])
+            d = srv.run(ctl.decide("support"))
+            shares = srv.gateway.snap.effective_shares()["support"] if srv.gateway.snap else {}
+            again = srv.run(ctl.decide("support"))
+            srv.run(ctl.aclose())
+        assert d is not None and d.action == "ramp" and d.percent == 100 and shares["tuned"] == 100
+        assert again is not None and again.action == "hold" and "last step" in again.reason
+        with Store(db) as store:
+            ev = rollout_events(store, "support")[0]
+            h = srv.gateway.snap.hashes["support"]["tuned"] if srv.gateway.snap else ""
+            assert load_rollout(store).share("support", "tuned", h) == 100
+        assert ev["action"] == "ramp" and ev["from_percent"] == 50 and ev["to_percent"] == 100
+        assert ev["actor"] == "release-controller" and ev["evidence"]["policy"]["hash"] == pol.hash

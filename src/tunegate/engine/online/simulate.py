@@ -61,6 +61,8 @@ def simulate_paired(p_base: float, p_cand: float, *, n_streams: int, horizon: in
         cs.update((c - b + 1.0) / 2.0)
         fired = (2.0 * cs.low - 1.0 > threshold) & (first < 0)
         first[fired] = t
+        if t % 256 == 0 and np.all(first > 0):
+            break
     return SimResult(first, horizon)
 
 
@@ -82,6 +84,8 @@ def simulate_canary(p_base: float, p_cand: float, *, share: float, n_streams: in
         base.update((u < p_base).astype(np.float64), ~to_cand)
         fired = (cand.low - base.high > threshold) & (first < 0)
         first[fired] = t
+        if t % 256 == 0 and np.all(first > 0):
+            break
     return SimResult(first, horizon)
 
 

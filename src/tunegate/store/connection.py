@@ -251,28 +251,26 @@ def connect(url: StoreURL) -> Connection:
     return SqliteConnection(str(url.path))
 
 
+def _driver_errors(name: str) -> tuple[type[Exception], ...]:
+    """``sqlite3.<name>`` and ``psycopg.<name>`` (the latter only when psycopg is installed)."""
+    errs: list[type[Exception]] = [getattr(sqlite3, name)]
+    try:
+        import psycopg
+
+        errs.append(getattr(psycopg, name))
+    except ImportError:  # pragma: no cover
+        pass
+    return tuple(errs)
+
+
 def database_errors() -> tuple[type[Exception], ...]:
-    """Any driver error (sqlite3.DatabaseError, psycopg.Error when psycopg is installed)."""
-    errs: list[type[Exception]] = [sqlite3.DatabaseError]
-    try:
-        import psycopg
-
-        errs.append(psycopg.Error)
-    except ImportError:  # pragma: no cover
-        pass
-    return tuple(errs)
+    """Any driver error on either backend (sqlite3.DatabaseError, psycopg.DatabaseError)."""
+    return _driver_errors("DatabaseError")
 
 
-def integrity_errors() -> tuple[type[BaseException], ...]:
-    """Exception types a constraint violation raises on either backend (psycopg only if installed)."""
-    errs: list[type[BaseException]] = [sqlite3.IntegrityError]
-    try:
-        import psycopg
-
-        errs.append(psycopg.IntegrityError)
-    except ImportError:  # pragma: no cover
-        pass
-    return tuple(errs)
+def integrity_errors() -> tuple[type[Exception], ...]:
+    """Exception types a constraint violation raises on either backend."""
+    return _driver_errors("IntegrityError")
 
 
 @contextmanager

@@ -54,6 +54,9 @@ FEATURES: tuple[str, ...] = (
 SHORT_ANSWER_WORDS = 8
 
 _TOKEN = re.compile(r"[a-z0-9]+")
+#: An input that asks something (an instruction like "Summarize the document." is not prefixed).
+_QUESTION = re.compile(r"\?\s*$|^\s*(?:who|what|when|where|which|why|how|whose|whom|is|are|was|were|do|does|did|"
+                       r"can|could|should|will|would|has|have|name|list|tell)\b", re.I | re.M)
 _NUMBER = re.compile(r"(?<![\w.])[-+]?\$?\d[\d,]*(?:\.\d+)?%?")
 _NAME = re.compile(r"(?<!^)(?<![.!?]\s)\b[A-Z][a-zA-Z'’-]+(?:\s+[A-Z][a-zA-Z'’-]+)*")
 _STOP = frozenset(re.findall(r"\S+",
@@ -81,9 +84,10 @@ def _num(s: str) -> str:
 
 def claim_hypothesis(claim: str, question: str | None) -> str:
     """What the entailment model checks: a short answer is prefixed by its question, so "Paris"
-    becomes "What is the capital of France? Paris" and can be entailed or contradicted at all."""
+    becomes "What is the capital of France? Paris" and can be entailed or contradicted at all.
+    Only when the input asks something (ends with "?" or starts like a question)."""
     q = (question or "").strip()
-    if q and len(claim.split()) <= SHORT_ANSWER_WORDS:
+    if q and len(claim.split()) <= SHORT_ANSWER_WORDS and _QUESTION.search(q):
         return f"{q} {claim}"
     return claim
 

@@ -23,6 +23,8 @@ HELPERS = {"run_all.py", "prompt_opt_tasks.py", "prompt_opt_dspy.py", "prompt_op
 # Arguments for benchmarks whose full run takes hours here; the full commands are in their docstrings.
 ARGS = {
     "prompt_opt.py": ["--quick", "--out", "bench/results/prompt_opt_quick.json"],
+    # full size: 2,000 A/A rollouts of 20,000 observations, ~40 min on 2 cores
+    "online_calibration.py": ["--quick", "--out", "bench/results/online_calibration_quick.json"],
 }
 
 

@@ -8,18 +8,35 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import time
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-__all__ = ["main", "results"]
+__all__ = ["KEYWORDS", "keyword_flag", "main", "results"]
 
 ROOT = Path(__file__).resolve().parents[1]
 DATA = ROOT / ".." / "shared" / "datasets" / "openai_moderation" / "data.jsonl"
 CASES = ROOT / "tests" / "evaluators" / "data" / "refusal_cases.jsonl"
 TARGET_F1 = 0.80
+
+
+#: The keyword baseline: words a naive filter would block (profanity, sexual, violent, self-harm terms).
+KEYWORDS = frozenset(re.findall(r"\S+", """fuck fucking fucked shit bitch bastard asshole cunt dick cock pussy whore slut porn porno nude
+naked sex sexy horny rape raped kill killed killing murder murdered shoot stab bomb die dead suicide
+hang gun blood torture hate stupid idiot retard moron ugly disgusting"""))
+
+
+def keyword_flag(text: str) -> bool:
+    """True when the text contains a word of ``KEYWORDS`` (case-insensitive, whole words)."""
+    return any(w in KEYWORDS for w in re.findall(r"[a-z]+", text.lower()))
+
+
+def _bacc(y: Any, pred: Any) -> float:
+    y, pred = np.asarray(y, bool), np.asarray(pred, bool)
+    return float((pred[y].mean() + (~pred[~y]).mean()) / 2)
 
 
 def results() -> list[dict[str, Any]]:
@@ -53,6 +70,14 @@ def results() -> list[dict[str, Any]]:
         p, r_, f = prf(lab[keep], P[keep, j] >= head.thresholds[j])
         add(f"test/{name}", "F1", f, int(keep.sum()), TARGET_F1, rate, precision=round(p, 4),
             recall=round(r_, 4), positives=int((lab[keep] == 1).sum()), cv5=cv.get(name))
+    # Naive baselines on the same rows: flag everything, and a keyword list.
+    kw = np.array([keyword_flag(r["text"]) for r in test])
+    for name, pred in (("baseline: flag everything", np.ones(len(test), bool)), ("baseline: keyword list", kw)):
+        p, r_, f = prf(y, pred)
+        add("test/any_flagged", "F1", f, len(test), None, 0.0, evaluator=name, precision=round(p, 4),
+            recall=round(r_, 4), balanced_accuracy=round(_bacc(y, pred), 4))
+    p, r_, f = prf(y, head.unsafe(P) >= head.tau)
+    out[0]["balanced_accuracy"] = round(_bacc(y, head.unsafe(P) >= head.tau), 4)
     cases = [json.loads(line) for line in CASES.read_text(encoding="utf-8").splitlines() if line.strip()]
     t0 = time.perf_counter()
     sig = refusal_signals([c["text"] for c in cases])

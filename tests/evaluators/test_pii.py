@@ -129,3 +129,55 @@ def test_agreement_floor_on_held_out_slice() -> None:
 
 FLOOR_STRUCTURED_RECALL = 0.84  # measured 0.875 (n=48)
 FLOOR_ROW_F1 = 0.84  # measured 0.874
+
+
+def test_address_block_is_one_finding_with_city_country_and_postcode() -> None:
+    """Issue 16: a street line followed by city / region / country / postcode lines is one address."""
+    from tunegate.evaluators.pii_recognizers import extend_address
+
+    text = "The address of Persint is 6750 Koskikatu 25 Apt. 864\nArtilleros\n, CO\n Uruguay 64677"
+    start, end = extend_address(text, text.index("Koskikatu"), text.index("864") + 3)
+    assert text[start:end] == "6750 Koskikatu 25 Apt. 864\nArtilleros\n, CO\n Uruguay 64677"
+    text = "Ship it to 5 Oak Road, Springfield, IL 62704, USA and thanks. I live at 12 Main Street, which is nice."
+    start, end = extend_address(text, text.index("5 Oak"), text.index("Road") + 4)
+    assert text[start:end] == "5 Oak Road, Springfield, IL 62704, USA"
+    start, end = extend_address(text, text.index("12 Main"), text.index("Street") + 6)
+    assert text[start:end] == "12 Main Street"  # a lower-case word ends the block
+
+
+def test_direction_words_are_not_part_of_places_and_initials_mark_names() -> None:
+    text = "The firm was founded in 1973 in Southern Italy. Ravil G Yefimov runs it."
+    found = analyze([text], ["PERSON", "LOCATION"])[0]
+    spans = {(f["type"], text[f["start"]:f["end"]]) for f in found}
+    assert ("LOCATION", "Italy") in spans and ("PERSON", "Ravil G Yefimov") in spans
+
+
+def test_entity_f1_floor_on_held_out_slice() -> None:
+    """Entity-level F1 (50 % character overlap, bench/agreement_pii.py's rule) for PERSON and the
+    LOCATION family on the first 300 held-out rows; floors a little under the measured values."""
+    path = shared_dataset("presidio_synth_pii") / "data.jsonl"
+    rows = [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines()]
+    held = [r for r in rows if int(hashlib.sha256(str(r["template_id"]).encode()).hexdigest(), 16) % 2][:300]
+    fam = {"PERSON": "PERSON", "GPE": "LOCATION", "STREET_ADDRESS": "LOCATION", "ZIP_CODE": "LOCATION",
+           "LOCATION": "LOCATION"}
+    preds = analyze([r["text"] for r in held], ["PERSON", "LOCATION", "STREET_ADDRESS"])
+
+    def cover(a: int, b: int, spans: list[tuple[int, int]]) -> float:
+        return sum(any(s <= i < e for s, e in spans) for i in range(a, b)) / max(1, b - a)
+
+    f1 = {}
+    for t in ("PERSON", "LOCATION"):
+        found = gold_n = right = pred_n = 0
+        for r, p in zip(held, preds, strict=True):
+            gold = [(s["start_position"], s["end_position"]) for s in r["spans"] if fam.get(s["entity_type"]) == t]
+            pr = [(f["start"], f["end"]) for f in p if fam.get(f["type"]) == t]
+            gold_n, pred_n = gold_n + len(gold), pred_n + len(pr)
+            found += sum(cover(a, b, pr) >= 0.5 for a, b in gold)
+            right += sum(cover(a, b, gold) >= 0.5 for a, b in pr)
+        prec, rec = right / max(1, pred_n), found / max(1, gold_n)
+        f1[t] = 2 * prec * rec / max(1e-9, prec + rec)
+    assert f1["PERSON"] >= FLOOR_PERSON_F1 and f1["LOCATION"] >= FLOOR_LOCATION_F1, f1
+
+
+FLOOR_PERSON_F1 = 0.78  # measured 0.805 (en_core_web_md; the small model alone gives less)
+FLOOR_LOCATION_F1 = 0.79  # measured 0.817

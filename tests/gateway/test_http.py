@@ -237,4 +237,4 @@ def test_auth_rate_limits_bad_bodies_guardrails_cache_and_store_loss(tmp_path: P
             assert 'tunegate_gateway_store_failures_total{operation="request_log"} 1.0' in metrics
             assert httpx.get(root + "/healthz").json()["status"] == "ok"
             doc = httpx.get(root + "/openapi.json").json()
-            assert set(doc["paths"]) >= {"/v1/chat/completions", "/v1/models", "/healthz", "/metrics"}
+            assert set(doc["paths"]) >= {"/v1/chat/completions", "/v1/models", "/v1/feedback", "/healthz", "/metrics"}

@@ -46,7 +46,9 @@ def parse_feedback(raw: bytes) -> dict[str, Any]:
     if not isinstance(rid, str) or not rid.strip() or len(rid) > 200:
         raise FeedbackError("request_id is required: the x-request-id the gateway returned", "request_id")
     thumbs = body.get("thumbs")
-    if thumbs is not None and (isinstance(thumbs, bool) or thumbs not in _THUMBS):
+    # an object or array here is unhashable: test its type before the dict lookup (it was a 500)
+    if thumbs is not None and (isinstance(thumbs, bool) or not isinstance(thumbs, str | int)
+                               or thumbs not in _THUMBS):
         raise FeedbackError("thumbs must be 'up' or 'down' (or 1 / -1)", "thumbs")
     score = body.get("score")
     if score is not None and (isinstance(score, bool) or not isinstance(score, int | float) or not 0 <= score <= 1):

@@ -44,6 +44,20 @@ _CHAT_REQUEST = {"type": "object", "required": ["model", "messages"], "propertie
     "metadata": {"type": "object", "description": "Routing facts (cohort, user_id...) and prompt variables; "
                  "never forwarded upstream."}}}
 
+_FEEDBACK_REQUEST = {"type": "object", "required": ["request_id"], "additionalProperties": False,
+                     "description": "At least one of thumbs and score.", "properties": {
+    "request_id": {"type": "string", "minLength": 1, "maxLength": 200,
+                   "description": "The x-request-id the gateway returned with the completion."},
+    "thumbs": {"anyOf": [{"type": "string", "enum": ["up", "down", "1", "-1"]},
+                         {"type": "integer", "enum": [1, -1]}]},
+    "score": {"type": "number", "minimum": 0, "maximum": 1},
+    "comment": {"type": "string", "maxLength": 10000}}}
+
+_FEEDBACK = {"type": "object", "required": ["object", "id", "request_id", "route", "arm", "cohort"], "properties": {
+    "object": {"type": "string", "enum": ["feedback"]}, "id": {"type": "string"},
+    "request_id": {"type": "string"}, "route": {"type": ["string", "null"]}, "arm": {"type": ["string", "null"]},
+    "cohort": {"type": ["string", "null"]}}}
+
 _COMPLETION = {"type": "object", "required": ["id", "object", "choices", "model"], "properties": {
     "id": {"type": "string"}, "object": {"type": "string"}, "created": {"type": "integer"},
     "model": {"type": "string"}, "choices": {"type": "array"}, "usage": {"type": ["object", "null"]}}}
@@ -77,6 +91,14 @@ def openapi_document() -> dict[str, Any]:
                 "200": _json({"type": "object", "required": ["object", "data"], "properties": {
                     "object": {"type": "string"}, "data": {"type": "array"}}}, "Public route names"),
                 "401": errors["401"]}}},
+            "/v1/feedback": {"post": {
+                "operationId": "createFeedback",
+                "requestBody": {"required": True, "content": {"application/json": {
+                    "schema": {"$ref": "#/components/schemas/FeedbackRequest"}}}},
+                "responses": {"200": _json(_FEEDBACK, "Stored, joined to the request's route, arm and cohort"),
+                              "400": errors["400"], "401": errors["401"],
+                              "404": _json(err, "No logged request with that id (or not logged yet: retry)"),
+                              "503": _json(err, "No store, or store unavailable")}}},
             "/v1/rollout": {"get": {"operationId": "rolloutOverview", "responses": {
                 "200": _json({"type": "object"}, "Per route: arms, shares, traffic, history"),
                 "401": errors["401"], "503": _json(err, "Store unavailable")}}},
@@ -86,5 +108,6 @@ def openapi_document() -> dict[str, Any]:
                 "200": {"description": "Prometheus text format", "content": {"text/plain": {
                     "schema": {"type": "string"}}}}}}},
         },
-        "components": {"schemas": {"ChatRequest": _CHAT_REQUEST, "Error": _ERROR}},
+        "components": {"schemas": {"ChatRequest": _CHAT_REQUEST, "FeedbackRequest": _FEEDBACK_REQUEST,
+                                   "Error": _ERROR}},
     }

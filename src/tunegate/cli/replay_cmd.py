@@ -13,7 +13,7 @@ sticky user key in ``x-tunegate-user`` and ``user`` (the same row always maps to
 a rollout percentage sees stable users). The arm that answered is read from the gateway's
 ``x-tunegate-arm`` response header, so the summary gives latency per arm.
 
-Exit codes: 0 every request answered; 1 some requests failed; 2 bad usage; 4 the gateway cannot be
+Exit codes: 0 every request answered; 1 some requests failed or were shed; 2 bad usage; 4 the gateway cannot be
 reached (or no request reached it).
 """
 
@@ -276,7 +276,7 @@ def replay_cmd(obj: common.Context, base_url: str, dataset_path: str, split: str
     \b
     Prints a progress line every --every seconds (sent, ok, errors, p50/p99 latency per answering
     arm from the gateway's x-tunegate-arm header) and a final summary with the arm mix per cohort.
-    Exit code: 0 all answered, 1 some failed, 4 gateway unreachable.
+    Exit code: 0 all answered, 1 some failed or shed, 4 gateway unreachable.
     """
     try:
         import openai  # noqa: F401

@@ -579,14 +579,21 @@ def test_bfcl_reference_path_agrees_with_ground_truth() -> None:
 @pytest.mark.slow
 @pytest.mark.xdist_group("local_model")
 def test_local_smollm2_judge_code_path() -> None:
+    """The local model must produce verdicts the parser accepts, not only errors. Measured
+    (2026-12-07, greedy, torch 2.13 CPU): on the 1-5 scale with 96 tokens, 3 of these 4 replies parse
+    (all score 1: it judges at chance, DESIGN section 6) and one is cut off mid-JSON; on the binary
+    scale with 32 tokens all four failed ("score 0.5 is not an integer", truncation), which this
+    test used to accept."""
     from tunegate.backends.local import LocalBackend
 
-    backend = LocalBackend("smollm2-135m-instruct", batch_size=4)
+    backend = LocalBackend("smollm2-135m-instruct", batch_size=8)
     try:
-        tc = TaskCompletion(mode="judge", judge=backend, max_tokens=32)
+        tc = TaskCompletion(mode="judge", judge=backend, scale="1-5", max_tokens=96)
         res = tc.evaluate_batch([ctx("Paris", id="a"), ctx("Lyon", id="b"), ctx("2+2 is 4", id="c",
                                  input="What is 2+2?"), ctx("I don't know", id="d")])
     finally:
         asyncio.run(backend.aclose())
-    assert len(res) == 4 and all(r.status in ("ok", "error") for r in res)
-    assert all(r.score is None or 0.0 <= r.score <= 1.0 for r in res)
+    ok = [r for r in res if r.status == "ok"]
+    assert len(res) == 4 and len(ok) >= 3, [r.reason[:160] for r in res]
+    assert all(r.score is not None and 0.0 <= r.score <= 1.0 and r.details["path"] == "judge" for r in ok)
+    assert all("raw judge text" in r.reason for r in res if r.status == "error")  # a parse failure, shown

@@ -9,7 +9,9 @@ and returns the OpenAI response body, or streams OpenAI chunk dicts. Every failu
 :class:`HTTPUpstream` passes bodies through unchanged over the gateway's keep-alive pool
 (:mod:`tunegate.gateway.http1`: the upstream call is most of the gateway's own latency budget). :class:`LocalUpstream` runs the embedded model in-process through
 :class:`tunegate.backends.local.LocalBackend`, whose generation runs on its own worker thread so
-the event loop keeps serving other requests. A shadow request (mirroring) is simply another
+the event loop keeps serving other requests. Any other backend kind (a plugin registered in the
+``tunegate.backends`` entry-point group) is built through the same registry and runs on a private
+event loop on its own thread: a plugin that blocks stalls its arm, never the gateway. A shadow request (mirroring) is simply another
 ``complete`` call on an upstream: the release controller gets them from ``Gateway.upstreams``.
 """
 
@@ -211,9 +213,9 @@ class HTTPUpstream:
 
 
 class LocalUpstream:
-    """The embedded local model (``backend: local``), generation on the backend's worker thread."""
+    """A registry-built backend: the embedded local model (its own worker thread) or a plugin kind (own loop)."""
 
-    def __init__(self, arm: str, candidate: CandidateSpec) -> None:
+    def __init__(self, arm: str, candidate: CandidateSpec, *, own_loop: bool = False) -> None:
         from tunegate.engine.run.factory import make_backend
 
         self.arm = arm
@@ -221,6 +223,12 @@ class LocalUpstream:
         self.candidate_hash = candidate.hash
         self.model = candidate.adapter or candidate.model
         self._backend = make_backend(candidate)
+        self._loop = _LoopThread(f"tunegate-backend-{candidate.backend}") if own_loop else None
+
+    async def _generate(self, reqs: list[Any]) -> list[Any]:
+        if self._loop is None:
+            return await self._backend.generate(reqs)
+        return list(await self._loop.run(self._backend.generate(reqs)))
 
     async def complete(self, body: dict[str, Any], *, timeout_s: float) -> dict[str, Any]:
         import asyncio
@@ -242,7 +250,7 @@ class LocalUpstream:
         n = int(body.get("n") or 1)
         reqs = [GenerationRequest(messages, params, tools, sample_index=i) for i in range(n)]
         try:
-            outs = await asyncio.wait_for(self._backend.generate(reqs), timeout_s)
+            outs = await asyncio.wait_for(self._generate(reqs), timeout_s)
         except TimeoutError:
             raise UpstreamError("timeout", f"local model took longer than {timeout_s:g}s") from None
         choices: list[dict[str, Any]] = []
@@ -272,7 +280,42 @@ class LocalUpstream:
             yield chunk
 
     async def aclose(self) -> None:
-        await self._backend.aclose()
+        if self._loop is None:
+            await self._backend.aclose()
+            return
+        try:
+            await self._loop.run(self._backend.aclose())
+        finally:
+            await self._loop.stop()
+
+
+class _LoopThread:
+    """An event loop of its own on a daemon thread, for a plugin backend whose ``generate`` may block.
+
+    Cancelling the awaiting side (the route's timeout) cancels the task on this loop too
+    (``run_coroutine_threadsafe`` futures forward cancellation).
+    """
+
+    def __init__(self, name: str) -> None:
+        import asyncio
+        import threading
+
+        self._loop = asyncio.new_event_loop()
+        self._thread = threading.Thread(target=self._loop.run_forever, name=name, daemon=True)
+        self._thread.start()
+
+    async def run(self, coro: Any) -> Any:
+        import asyncio
+
+        return await asyncio.wrap_future(asyncio.run_coroutine_threadsafe(coro, self._loop))
+
+    async def stop(self) -> None:
+        import asyncio
+
+        self._loop.call_soon_threadsafe(self._loop.stop)
+        await asyncio.to_thread(self._thread.join, 10)
+        if not self._thread.is_alive():
+            self._loop.close()
 
 
 def _stops(stop: Any) -> list[str] | None:
@@ -303,7 +346,12 @@ def _local_message(m: dict[str, Any]) -> dict[str, Any]:
 
 
 def make_upstream(arm: str, candidate: CandidateSpec, pool: HTTP1Pool) -> Upstream:
-    """The upstream for one arm's candidate."""
-    if candidate.backend == "local":
-        return LocalUpstream(arm, candidate)
-    return HTTPUpstream(arm, candidate, pool)
+    """The upstream for one arm's candidate.
+
+    ``openai`` goes over the gateway's HTTP pool; ``local`` and every plugin kind are built through
+    the backend registry (an unknown kind is the candidate file's ``backend`` error), plugins on a
+    loop of their own.
+    """
+    if candidate.backend == "openai":
+        return HTTPUpstream(arm, candidate, pool)
+    return LocalUpstream(arm, candidate, own_loop=candidate.backend != "local")

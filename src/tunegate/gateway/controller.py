@@ -63,6 +63,7 @@ class RouteRelease:
     mirror_timeout_s: float = 30.0
     score_live: bool = True                      #: score the answers each arm served (canary fail_rate)
     max_pending_scores: int = 1000               #: live answers waiting for the pool; more are dropped
+    references: bool = False                     #: score against the client's metadata.reference
 
 
 @dataclass
@@ -223,7 +224,8 @@ class ReleaseControl:
         assert r.scorer is not None and self.gw is not None and self.gw.snap is not None
         try:
             route = self.gw.snap.config.route(r.cfg.route)
-            ex = example_row(rec.request_id, rec.request, rec.cohort, route.json_schema if route else None)
+            ex = example_row(rec.request_id, rec.request, rec.cohort, route.json_schema if route else None,
+                             references=r.cfg.references)
             (res,) = await r.scorer.score(ex, [output_of(rec.response_text, rec.tool_calls, rec.finish_reason)])
             if res.failed is not None:
                 r.monitor.observe_request(side, cohorts, failed=res.failed)
@@ -249,7 +251,7 @@ class ReleaseControl:
         rec = res.record
         route = self.gw.snap.config.route(r.cfg.route)
         assert route is not None
-        ex = example_row(rec.request_id, rec.request, rec.cohort, route.json_schema)
+        ex = example_row(rec.request_id, rec.request, rec.cohort, route.json_schema, references=r.cfg.references)
         base_out = output_of(rec.response_text, rec.tool_calls, rec.finish_reason)
         cand_out = None
         if res.completion is not None:

@@ -6,6 +6,14 @@ or under its GIL: a slow model-based evaluator cannot slow a request. Each worke
 once (pool initializer). A request becomes a golden-dataset row (:func:`example_row`: messages,
 the route's schema, tools, cohort) so the pairs are "a dataset like any other":
 :func:`mirror_runs` returns them as two aligned score tables for ``tunegate gate --mirror``.
+
+A request carries no reference answer, so evaluators that need one (``tool_selection``,
+``exact_match``, per-row ``json_validation``...) skip. A route whose release.yaml says
+``references: metadata`` trusts the client to send it instead, in ``metadata.reference`` (a JSON
+object, or a JSON string of one as the OpenAI SDK requires; ``tunegate replay --with-reference``
+sends it): its ``expected``, ``expected_tool_calls``, ``schema`` and ``context`` are validated like
+a dataset row's and join the evaluated row. A malformed reference never fails the worker: the row
+records why (:data:`REFERENCE_ERROR` in its metadata) and every evaluator skips it with that reason.
 """
 
 from __future__ import annotations
@@ -21,7 +29,13 @@ from typing import Any
 from tunegate.store import online as q
 from tunegate.store.sqlite import Store
 
-__all__ = ["OnlineScorer", "SideScore", "example_row", "failed", "mirror_runs", "output_of", "store_mirror_runs"]
+__all__ = ["REFERENCE_ERROR", "REFERENCE_KEYS", "OnlineScorer", "SideScore", "example_row", "failed", "mirror_runs",
+           "output_of", "reference_of", "store_mirror_runs"]
+
+#: The dataset-row fields a client may supply in ``metadata.reference``.
+REFERENCE_KEYS = ("expected", "expected_tool_calls", "schema", "context")
+#: Row-metadata key naming why a request's reference was refused (its pair is then skipped).
+REFERENCE_ERROR = "reference_error"
 
 #: The evaluator suite of this worker process (built once by the pool initializer).
 _SUITE: list[Any] = []
@@ -40,10 +54,15 @@ def _score(example: dict[str, Any], outputs: list[dict[str, Any] | None]) -> lis
     from tunegate.evaluators.base import EvalContext
 
     ex = Example.model_validate(example)
+    refused = ex.metadata.get(REFERENCE_ERROR)
     out: list[dict[str, dict[str, Any]]] = []
     for o in outputs:
         if o is None:
             out.append({})
+            continue
+        if refused is not None:   # no judgement against a reference the client got wrong
+            out.append({ev.name: ev.skipped(f"malformed metadata.reference: {refused}").model_dump(mode="json")
+                        for ev in _SUITE})
             continue
         ctx = EvalContext(example=ex, output=ModelOutput.model_validate(o))
         out.append({ev.name: ev.evaluate(ctx).model_dump(mode="json") for ev in _SUITE})
@@ -64,9 +83,49 @@ def _text(content: Any) -> str:
     return "" if content is None else json.dumps(content)
 
 
+def reference_of(request: dict[str, Any]) -> tuple[dict[str, Any] | None, str | None]:
+    """``(fields, None)`` from the request's ``metadata.reference``, ``(None, None)`` when it has none,
+    ``(None, why)`` when it is malformed: not JSON, not an object, a key other than
+    :data:`REFERENCE_KEYS`, or a value a dataset row would refuse (e.g. an invalid JSON Schema)."""
+    meta = request.get("metadata")
+    ref = meta.get("reference") if isinstance(meta, dict) else None
+    if ref is None:
+        return None, None
+    if isinstance(ref, str):
+        try:
+            ref = json.loads(ref)
+        except json.JSONDecodeError as e:
+            return None, f"not JSON ({e.msg} at char {e.pos})"
+    if not isinstance(ref, dict):
+        return None, f"must be a JSON object, got {type(ref).__name__}"
+    unknown = sorted(set(ref) - set(REFERENCE_KEYS))
+    if unknown:
+        return None, f"unknown key {unknown[0]!r} (allowed: {', '.join(REFERENCE_KEYS)})"
+    fields = {k: v for k, v in ref.items() if v is not None}
+    why = _row_problem({"id": "reference", "input": "reference check", **fields})
+    return (None, why) if why is not None else (fields, None)
+
+
+def _row_problem(row: dict[str, Any]) -> str | None:
+    """Why ``row`` is not a valid dataset row (``field: problem``), or None."""
+    from pydantic import ValidationError
+
+    from tunegate.core.example import Example
+
+    try:
+        Example.model_validate(row)
+    except ValidationError as e:
+        err = e.errors()[0]
+        where = ".".join(str(p) for p in err["loc"])
+        return f"{where}: {err['msg']}" if where else str(err["msg"])
+    return None
+
+
 def example_row(request_id: str, request: dict[str, Any], cohort: str | None,
-                schema: dict[str, Any] | None) -> dict[str, Any]:
-    """A gateway request as a golden-dataset row (id = request id)."""
+                schema: dict[str, Any] | None, *, references: bool = False) -> dict[str, Any]:
+    """A gateway request as a golden-dataset row (id = request id). With ``references`` (the route's
+    ``references: metadata``) the client's ``metadata.reference`` fields join it; a reference schema
+    replaces the route's, as a dataset row's own schema would."""
     msgs = []
     for m in request.get("messages") or []:
         role = m.get("role")
@@ -79,6 +138,16 @@ def example_row(request_id: str, request: dict[str, Any], cohort: str | None,
         row["schema"] = schema
     if request.get("tools"):
         row["tools"] = request["tools"]
+    if references:
+        fields, why = reference_of(request)
+        if why is not None:
+            row["metadata"] = {REFERENCE_ERROR: why}
+        elif fields:   # checked again with the request's own fields: the worker must never refuse the row
+            merged = row | fields
+            why = _row_problem(merged)
+            if why is None:
+                return merged
+            row["metadata"] = {REFERENCE_ERROR: why}
     return row
 
 

@@ -9,6 +9,7 @@ Example::
         evaluators: [json_validation]  # the offline gate's suite: names or a suite YAML
         mirror: {share: 0.1, queue: 1000, concurrency: 4, timeout_s: 30}
         score_live: true
+        references: none               # or "metadata": score against the client's metadata.reference
     tick_s: 0.5
     scorer_workers: 1
     tracing: {span_store: true, otlp_endpoint: http://127.0.0.1:6006/v1/traces, capture_content: false}
@@ -21,7 +22,7 @@ from __future__ import annotations
 import contextlib
 from collections.abc import AsyncIterator
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
@@ -48,6 +49,10 @@ class RouteSection(_Strict):
     evaluators: str | list[str] | None = None
     mirror: MirrorSection = Field(default_factory=MirrorSection)
     score_live: bool = True
+    references: Literal["none", "metadata"] = Field(
+        default="none", description="'metadata': the client supplies each row's reference (expected, "
+        "expected_tool_calls, schema, context) in metadata.reference. Only for trusted traffic (replays, "
+        "labelled requests): the client then supplies the evidence its answers are judged by.")
 
 
 class TracingSection(_Strict):
@@ -91,7 +96,8 @@ def load_release_file(path: str | Path) -> tuple[ReleaseFile, list[Any]]:
             ev = str(base / ev)
         out.append(RouteRelease(r.route, r.arm, load_release_policy(pol), evaluators=ev, mirror_share=r.mirror.share,
                                 mirror_queue=r.mirror.queue, mirror_concurrency=r.mirror.concurrency,
-                                mirror_timeout_s=r.mirror.timeout_s, score_live=r.score_live))
+                                mirror_timeout_s=r.mirror.timeout_s, score_live=r.score_live,
+                                references=r.references == "metadata"))
     return rf, out
 
 

@@ -17,7 +17,7 @@ import click
 from tunegate.cli import common
 from tunegate.errors import UserError
 
-__all__ = ["find_example_dir", "register"]
+__all__ = ["find_example_dir", "register", "store_label"]
 
 
 def find_example_dir(name: str = "support") -> Path:
@@ -42,7 +42,6 @@ def demo_command(obj: common.Context, example_dir: str | None, report_dir: str, 
     """Tune the incumbent's prompt briefly, gate the result on the test split, write the report."""
     from tunegate.backends.models import resolve_model
     from tunegate.cli.tune_prompt import tune_and_gate
-    from tunegate.store.sqlite import default_db_path
     from tunegate.tuning.workflow import plan_prompt_tune
 
     t0 = time.perf_counter()
@@ -66,12 +65,19 @@ def demo_command(obj: common.Context, example_dir: str | None, report_dir: str, 
     code = tune_and_gate(obj, plan)
     con.print(f"\nreport: {Path(report_dir).resolve()}/ (history.json, score-vs-calls.png, candidate.yaml, "
               f"gate/summary.md, junit.xml, verdict.json, rows.jsonl)")
-    con.print(f"wall time {time.perf_counter() - t0:.0f}s · store {obj.db or default_db_path()} · "
+    con.print(f"wall time {time.perf_counter() - t0:.0f}s · store {store_label(obj.db)} · "
               f"in CI, `tunegate tune prompt` / `tunegate gate` would exit {code} for this verdict")
     html = Path(report_dir).resolve() / "gate" / "report.html"
     if html.is_file():  # the last line: the page to open (self-contained, works from disk)
         con.print(f"report.html: {html}")
     return 0  # the demo ran; the verdict's exit code is for CI commands, not for `make demo`
+
+
+def store_label(db: str | None) -> str:
+    """The store as printed: a PostgreSQL URL's password as ``***``, and ``TUNEGATE_DB`` when unset."""
+    from tunegate.store.url import parse_store_url
+
+    return parse_store_url(db).display
 
 
 def register(group: click.Group) -> None:

@@ -23,7 +23,7 @@ from tunegate.engine.run.plan import RunPlan, machine_info
 from tunegate.engine.run.rows import ProgressHook, ScoredRow, score_rows
 from tunegate.store.sqlite import Store
 
-__all__ = ["ProgressHook", "RunSummary", "execute", "run_plan"]
+__all__ = ["ProgressHook", "RunSummary", "execute", "open_run", "run_plan"]
 
 
 @dataclass
@@ -48,6 +48,28 @@ class RunSummary:
                 "wall_s": round(self.wall_s, 3), **self.extra}
 
 
+def open_run(plan: RunPlan, store: Store, *, resume: bool) -> tuple[str, bool]:
+    """Store the dataset and candidate, then (run id, resumed): the latest unfinished run of this
+    identity when ``resume``, else a new run with its provenance (version, seeds, machine).
+
+    Shared by :func:`execute` and the Ray executor so a run started by one resumes under the other.
+    """
+    store.put_dataset(plan.dataset)
+    name, kind, spec, lineage = plan.candidate_record()
+    store.put_candidate(plan.candidate_hash, name, kind, spec, lineage)
+    run_id = store.latest_unfinished(plan.identity) if resume else None
+    if run_id is not None:
+        return run_id, True
+    seeds = {"decoding_seed": plan.candidate.params.seed, "samples": plan.candidate.params.n} \
+        if plan.candidate else {}
+    meta = {"tunegate_version": __version__, "dataset_source": plan.dataset.source, "candidate_name": name,
+            "seeds": seeds, "machine": machine_info(), "samples_per_row": plan.samples}
+    return store.create_run(identity=plan.identity, dataset_hash=plan.dataset.hash,
+                            candidate_hash=plan.candidate_hash, selection=plan.selection,
+                            evaluators=[e.identity() for e in plan.evaluators], n_rows=len(plan.rows),
+                            meta=meta), False
+
+
 async def execute(plan: RunPlan, store: Store, backend: Backend | None = None, *, resume: bool = False,
                   use_cache: bool = True, progress: ProgressHook | None = None,
                   row_hook: Callable[[str, ScoredRow], None] | None = None) -> RunSummary:
@@ -56,21 +78,7 @@ async def execute(plan: RunPlan, store: Store, backend: Backend | None = None, *
     ``row_hook(run_id, row)`` is called after each row is committed (tracing: one span per row).
     """
     t0 = time.perf_counter()
-    store.put_dataset(plan.dataset)
-    name, kind, spec, lineage = plan.candidate_record()
-    store.put_candidate(plan.candidate_hash, name, kind, spec, lineage)
-    run_id = store.latest_unfinished(plan.identity) if resume else None
-    resumed = run_id is not None
-    if run_id is None:
-        seeds = {"decoding_seed": plan.candidate.params.seed, "samples": plan.candidate.params.n} \
-            if plan.candidate else {}
-        meta = {"tunegate_version": __version__, "dataset_source": plan.dataset.source,
-                "candidate_name": name, "seeds": seeds, "machine": machine_info(),
-                "samples_per_row": plan.samples}
-        run_id = store.create_run(identity=plan.identity, dataset_hash=plan.dataset.hash,
-                                  candidate_hash=plan.candidate_hash, selection=plan.selection,
-                                  evaluators=[e.identity() for e in plan.evaluators],
-                                  n_rows=len(plan.rows), meta=meta)
+    run_id, resumed = open_run(plan, store, resume=resume)
     done = store.done_rows(run_id)
     seq_of = {ex.id: i for i, ex in enumerate(plan.rows)}
     pending = [ex for ex in plan.rows if ex.id not in done]

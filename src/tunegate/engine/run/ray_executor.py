@@ -37,16 +37,15 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from tunegate._version import __version__
 from tunegate.backends.cache import CachedBackend
 from tunegate.core.candidate import CandidateSpec
 from tunegate.core.example import Example
 from tunegate.core.outputs import OutputsFile
 from tunegate.core.result import EvalResult, ModelOutput
 from tunegate.engine.run.aggregate import summarise
-from tunegate.engine.run.executor import RunSummary
+from tunegate.engine.run.executor import RunSummary, open_run
 from tunegate.engine.run.factory import make_backend
-from tunegate.engine.run.plan import RunPlan, machine_info
+from tunegate.engine.run.plan import RunPlan
 from tunegate.engine.run.rows import ProgressHook, prompt_size, score_rows
 from tunegate.errors import TunegateError, UserError
 from tunegate.evaluators.base import Evaluator
@@ -149,24 +148,6 @@ def _init(ray: Any, address: str | None) -> None:
     ray.init(address=addr, include_dashboard=False, log_to_driver=False, configure_logging=False)
 
 
-def _open_run(plan: RunPlan, store: Store, resume: bool) -> tuple[str, bool]:
-    """Store dataset and candidate, then resume the latest unfinished run or create one (as locally)."""
-    store.put_dataset(plan.dataset)
-    name, kind, spec, lineage = plan.candidate_record()
-    store.put_candidate(plan.candidate_hash, name, kind, spec, lineage)
-    run_id = store.latest_unfinished(plan.identity) if resume else None
-    if run_id is not None:
-        return run_id, True
-    seeds = {"decoding_seed": plan.candidate.params.seed, "samples": plan.candidate.params.n} \
-        if plan.candidate else {}
-    meta = {"tunegate_version": __version__, "dataset_source": plan.dataset.source, "candidate_name": name,
-            "seeds": seeds, "machine": machine_info(), "samples_per_row": plan.samples}
-    return store.create_run(identity=plan.identity, dataset_hash=plan.dataset.hash,
-                            candidate_hash=plan.candidate_hash, selection=plan.selection,
-                            evaluators=[e.identity() for e in plan.evaluators], n_rows=len(plan.rows),
-                            meta=meta), False
-
-
 def _lost_worker_errors(ray: Any) -> tuple[type[BaseException], ...]:
     ex = ray.exceptions
     names = ("RayActorError", "WorkerCrashedError", "NodeDiedError", "ObjectLostError", "OwnerDiedError",
@@ -180,7 +161,7 @@ def run_plan_ray(plan: RunPlan, store: Store, *, resume: bool = False, use_cache
     opts = options or RayOptions()
     ray = _ray()
     t0 = time.perf_counter()
-    run_id, resumed = _open_run(plan, store, resume)
+    run_id, resumed = open_run(plan, store, resume=resume)
     done = store.done_rows(run_id)
     seq_of = {ex.id: i for i, ex in enumerate(plan.rows)}
     pending = [ex for ex in plan.rows if ex.id not in done]

@@ -22,9 +22,9 @@ from tunegate.backends.base import Backend, GenerationRequest
 from tunegate.backends.openai_compat import (
     RAW_ARGUMENTS_KEY,
     OpenAIBackend,
-    _retry_after,
     normalise_base_url,
     parse_completion,
+    retry_after_s,
     to_openai_messages,
     to_openai_tools,
 )
@@ -388,10 +388,12 @@ def test_mock_retry_after_ms_and_vllm_error_shape() -> None:
 
 
 def test_retry_after_header_forms() -> None:
-    assert _retry_after(httpx.Headers({"Retry-After": "2"})) == 2.0
-    assert _retry_after(httpx.Headers({"Retry-After": "garbage"})) is None
-    assert _retry_after(httpx.Headers({"Retry-After": "Wed, 21 Oct 2015 07:28:00 GMT"})) == 0.0
-    assert _retry_after(httpx.Headers({})) is None
+    assert retry_after_s(httpx.Headers({"Retry-After": "2"})) == 2.0
+    assert retry_after_s(httpx.Headers({"Retry-After": "garbage"})) is None
+    assert retry_after_s(httpx.Headers({"Retry-After": "Wed, 21 Oct 2015 07:28:00 GMT"})) == 0.0
+    assert retry_after_s(httpx.Headers({})) is None
+    assert retry_after_s(httpx.Headers({"retry-after-ms": "1500", "Retry-After": "9"})) == 1.5
+    assert retry_after_s({"retry-after": "3"}) == 3.0  # the gateway's pool: a dict, lower-case names
 
 
 def test_parse_completion_defaults_model() -> None:

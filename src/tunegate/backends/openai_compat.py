@@ -58,6 +58,7 @@ __all__ = [
     "OpenAIBackend",
     "normalise_base_url",
     "parse_completion",
+    "retry_after_s",
     "to_openai_messages",
     "to_openai_tools",
 ]
@@ -236,8 +237,10 @@ def parse_completion(data: Any, *, latency_s: float = 0.0, model: str | None = N
     )
 
 
-def _retry_after(headers: httpx.Headers) -> float | None:
-    """Server-requested wait in seconds from ``retry-after-ms`` or ``Retry-After``, if any."""
+def retry_after_s(headers: Mapping[str, str]) -> float | None:
+    """Server-requested wait in seconds from ``retry-after-ms`` or ``Retry-After`` (delta-seconds or
+    an HTTP date), if any. ``headers``: ``httpx.Headers`` or a dict with lower-case names (the
+    gateway's HTTP/1.1 pool); the one parser for the backend's retries and the gateway's fallback."""
     if (ms := headers.get("retry-after-ms")) is not None:
         try:
             return max(0.0, float(ms) / 1000)
@@ -407,7 +410,7 @@ class OpenAIBackend:
                         except ValueError:
                             raise _malformed("body is not JSON", resp.text) from None
                     err = self._status_error(method, url, resp)
-                    server_wait = _retry_after(resp.headers) if err.retryable else None
+                    server_wait = retry_after_s(resp.headers) if err.retryable else None
             if not err.retryable:
                 raise err
             if attempt + 1 == attempts:

@@ -30,7 +30,7 @@ from tunegate.errors import UserError
 if TYPE_CHECKING:
     from tunegate.gateway.http1 import HTTP1Pool
 
-__all__ = ["HTTPUpstream", "LocalUpstream", "Upstream", "UpstreamError", "make_upstream", "retry_after_s"]
+__all__ = ["HTTPUpstream", "LocalUpstream", "Upstream", "UpstreamError", "make_upstream"]
 
 
 class UpstreamError(Exception):
@@ -67,23 +67,6 @@ class Upstream(Protocol):
 
     async def aclose(self) -> None:
         ...
-
-
-def retry_after_s(value: str | None) -> float | None:
-    """Seconds from a ``Retry-After`` header (delta-seconds or an HTTP date); None when absent/bad."""
-    if not value:
-        return None
-    try:
-        return max(0.0, float(value))
-    except ValueError:
-        pass
-    from email.utils import parsedate_to_datetime
-
-    try:
-        when = parsedate_to_datetime(value)
-    except (TypeError, ValueError):
-        return None
-    return max(0.0, when.timestamp() - time.time())
 
 
 _RETRYABLE = frozenset({408, 409, 429})
@@ -135,8 +118,10 @@ class HTTPUpstream:
         return f"HTTPUpstream(arm={self.arm!r}, url={self.url!r}, model={self.model!r})"
 
     def _status_error(self, status: int, raw: bytes, headers: dict[str, str]) -> UpstreamError:
+        from tunegate.backends.openai_compat import retry_after_s
+
         return UpstreamError(f"http_{status}", f"upstream {self.arm} answered {status}: {_error_text(raw)}",
-                             status=status, retry_after=retry_after_s(headers.get("retry-after")),
+                             status=status, retry_after=retry_after_s(headers),
                              retryable=status in _RETRYABLE or status >= 500)
 
     def _failure(self, e: BaseException, timeout_s: float) -> UpstreamError:

@@ -61,6 +61,10 @@ class StoreURL:
     def __str__(self) -> str:
         return self.display
 
+    def __repr__(self) -> str:
+        # the dataclass repr would show the DSN's password (tracebacks, f"{url!r}", Ray payload errors)
+        return f"StoreURL({self.dialect!r}, {self.display!r})"
+
     def exists(self) -> bool:
         """Whether opening would find a store rather than create one (see :func:`store_exists`)."""
         return store_exists(self)

@@ -23,7 +23,33 @@ if TYPE_CHECKING:
     from starlette.requests import Request
     from starlette.responses import Response
 
-__all__ = ["app_from_env", "create_app"]
+__all__ = ["MAX_BODY_BYTES", "app_from_env", "create_app"]
+
+#: Largest request body read (a chat request with long context is well under this); a larger one is
+#: a 413 before it is buffered, so a client cannot make the gateway hold gigabytes in memory.
+MAX_BODY_BYTES = 16 * 1024 * 1024
+
+
+async def _body(request: Request) -> bytes | None:
+    """The request body, or None when it is larger than :data:`MAX_BODY_BYTES`."""
+    declared = request.headers.get("content-length")
+    if declared is not None and declared.isdigit() and int(declared) > MAX_BODY_BYTES:
+        return None
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > MAX_BODY_BYTES:
+            return None
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def _too_large() -> Response:
+    from starlette.responses import JSONResponse
+
+    return JSONResponse(error_body(f"request body larger than {MAX_BODY_BYTES} bytes", code="body_too_large"),
+                        status_code=413)
 
 
 def _response(out: Outcome) -> Response:
@@ -55,7 +81,9 @@ def create_app(config_path: str | Path, *, db: str | Path | None = None, use_sto
             await gw.stop()
 
     async def chat(request: Request) -> Response:
-        return _response(await handle_chat(gw, await request.body(), request.headers))
+        if (body := await _body(request)) is None:
+            return _too_large()
+        return _response(await handle_chat(gw, body, request.headers))
 
     def _auth(request: Request) -> Response | None:
         if gw.snap is None or gw.snap.config.auth is None or gw.limiter is None:
@@ -104,7 +132,9 @@ def create_app(config_path: str | Path, *, db: str | Path | None = None, use_sto
 
         if (denied := _auth(request)) is not None:
             return denied
-        status, data = await handle_feedback(gw, await request.body())
+        if (body := await _body(request)) is None:
+            return _too_large()
+        status, data = await handle_feedback(gw, body)
         return JSONResponse(data, status)
 
     async def openapi(request: Request) -> Response:

@@ -71,7 +71,7 @@ def openapi_document() -> dict[str, Any]:
     err = {"$ref": "#/components/schemas/Error"}
     errors = {str(s): _json(err, d) for s, d in (
         (400, "Bad request body"), (401, "Missing or invalid gateway key"), (403, "Key not allowed on the route"),
-        (404, "Unknown model (route)"), (422, "Answer blocked by a guardrail"),
+        (404, "Unknown model (route)"), (413, "Request body too large"), (422, "Answer blocked by a guardrail"),
         (429, "Rate limit or token budget (Retry-After)"), (502, "Every upstream attempt failed"),
         (504, "Upstream timed out"))}
     return {
@@ -96,7 +96,7 @@ def openapi_document() -> dict[str, Any]:
                 "requestBody": {"required": True, "content": {"application/json": {
                     "schema": {"$ref": "#/components/schemas/FeedbackRequest"}}}},
                 "responses": {"200": _json(_FEEDBACK, "Stored, joined to the request's route, arm and cohort"),
-                              "400": errors["400"], "401": errors["401"],
+                              "400": errors["400"], "401": errors["401"], "413": errors["413"],
                               "404": _json(err, "No logged request with that id (or not logged yet: retry)"),
                               "503": _json(err, "No store, or store unavailable")}}},
             "/v1/rollout": {"get": {"operationId": "rolloutOverview", "responses": {

@@ -74,8 +74,17 @@ def ground_truth_calls(row: Row) -> Calls:
     return calls
 
 
+#: What a model that correctly declines to call a tool says instead (a blank reply is not an answer:
+#: tool_selection scores it as an empty output since issue 11).
+DECLINE = "None of the available functions can do that."
+
+
+def output(calls: Calls) -> ModelOutput:
+    return ModelOutput(tool_calls=calls) if calls else ModelOutput(text=DECLINE, tool_calls=[])
+
+
 def score(row: Row, calls: Calls) -> float | None:
-    res = ToolSelection().evaluate(EvalContext(example(row), ModelOutput(tool_calls=calls)))
+    res = ToolSelection().evaluate(EvalContext(example(row), output(calls)))
     assert res.status == "ok", res.reason
     return res.score
 
@@ -83,7 +92,7 @@ def score(row: Row, calls: Calls) -> float | None:
 def test_ground_truth_call_scores_one_on_every_row(rows: list[Row]) -> None:
     assert len(rows) == 1390
     ev = ToolSelection()
-    ctxs = [EvalContext(example(r), ModelOutput(tool_calls=ground_truth_calls(r))) for r in rows]
+    ctxs = [EvalContext(example(r), output(ground_truth_calls(r))) for r in rows]
     results = ev.evaluate_batch(ctxs)
     bad = [(r["id"], res.reason) for r, res in zip(rows, results, strict=True) if res.score != 1.0]
     print(f"\nbfcl ground truth accepted: {len(rows) - len(bad)}/{len(rows)}")
@@ -175,7 +184,7 @@ def test_perturbations_are_rejected(rows: list[Row]) -> None:
     failures: dict[str, list[str]] = {}
     for label, perturb in PERTURBATIONS.items():
         cases = [(r, calls) for r in rows if (calls := perturb(r, ground_truth_calls(r))) is not None]
-        ctxs = [EvalContext(example(r), ModelOutput(tool_calls=c)) for r, c in cases]
+        ctxs = [EvalContext(example(r), output(c)) for r, c in cases]
         results = ev.evaluate_batch(ctxs)
         accepted = [f"{r['id']}: {res.reason}" for (r, _), res in zip(cases, results, strict=True)
                     if res.status != "ok" or res.score != 0.0]

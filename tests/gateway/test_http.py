@@ -231,10 +231,18 @@ def test_auth_rate_limits_bad_bodies_guardrails_cache_and_store_loss(tmp_path: P
             con.close()
             srv.gateway.limiter._buckets.clear()  # type: ignore[union-attr]
             assert good.chat.completions.create(model="support", messages=[{"role": "user", "content": "new"}])
-            srv.run(srv.gateway.log.drain())
             root = srv.base_url.removesuffix("/v1")
-            metrics = httpx.get(root + "/metrics").text
-            assert 'tunegate_gateway_store_failures_total{operation="request_log"} 1.0' in metrics
+            # The record reaches the log after the client has its answer, and the log's own loop may
+            # already hold it in a batch that drain() cannot see: poll until the loss is counted.
+            lost = 'tunegate_gateway_store_failures_total{operation="request_log"} 1.0'
+            deadline = time.monotonic() + 10
+            while True:
+                srv.run(srv.gateway.log.drain())
+                metrics = httpx.get(root + "/metrics").text
+                if lost in metrics or time.monotonic() > deadline:
+                    break
+                time.sleep(0.05)
+            assert lost in metrics
             assert httpx.get(root + "/healthz").json()["status"] == "ok"
             doc = httpx.get(root + "/openapi.json").json()
             assert set(doc["paths"]) >= {"/v1/chat/completions", "/v1/models", "/v1/feedback", "/healthz", "/metrics"}

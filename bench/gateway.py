@@ -477,7 +477,14 @@ if __name__ == "__main__":
         p.add_argument("--port", type=int)
         p.add_argument("--delay-ms", type=float, default=20.0)
         p.add_argument("--fault", type=float, default=0.0)
+        p.add_argument("--content", default=None, help="assistant text of every answer (default 'stub answer')")
         x = p.parse_args()
+        if x.content is not None:
+            RESPONSE = json.dumps({
+                "id": "chatcmpl-stub", "object": "chat.completion", "created": 0, "model": "stub-model",
+                "choices": [{"index": 0, "message": {"role": "assistant", "content": x.content},
+                             "finish_reason": "stop"}],
+                "usage": {"prompt_tokens": 5, "completion_tokens": 2, "total_tokens": 7}}).encode()
         run_stub(x.port, x.delay_ms, x.fault, 0)
     elif len(sys.argv) > 1 and sys.argv[1] == "_load":
         p = argparse.ArgumentParser()

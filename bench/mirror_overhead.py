@@ -20,7 +20,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import multiprocessing
 import os
 import socket
 import subprocess
@@ -35,18 +34,6 @@ import yaml
 
 ROOT = Path(__file__).resolve().parent.parent
 SCHEMA = {"type": "object", "required": ["answer"]}
-
-
-def _stub(port_q: Any, delay_s: float) -> None:
-    sys.path.insert(0, str(ROOT))
-    import tests.support.openai_server as stub
-    from tests.support.openai_server import OpenAIServer, Reply
-
-    stub._HTTPServer.request_queue_size = 4096   # the stdlib default backlog (5) resets bursts
-    srv = OpenAIServer(default=Reply(text='{"answer": "ok"}', delay_s=delay_s)).start()
-    port_q.put(srv.port)
-    while True:
-        time.sleep(3600)
 
 
 def _free_port() -> int:
@@ -103,10 +90,11 @@ async def _load(url: str, rps: float, seconds: float) -> tuple[list[float], int]
     return lat, errors
 
 
-def run_gateway(tmp: Path, upstream: str, mirror: bool, rps: float, seconds: float) -> dict[str, Any]:
-    for arm in ("base", "shadow"):
+def run_gateway(tmp: Path, upstream: str, mirror: bool, rps: float, seconds: float, *,
+                shadow_upstream: str | None = None) -> dict[str, Any]:
+    for arm, url in (("base", upstream), ("shadow", shadow_upstream or upstream)):
         (tmp / f"{arm}.yaml").write_text(yaml.safe_dump({"name": arm, "backend": "openai", "model": "m",
-                                                         "base_url": upstream, "params": {"max_tokens": 16}}))
+                                                         "base_url": url, "params": {"max_tokens": 16}}))
     (tmp / "gateway.yaml").write_text(yaml.safe_dump({"version": 1, "routes": [{
         "name": "support", "baseline": "base", "schema": SCHEMA, "retries": 0,
         "arms": {"base": {"candidate": "base.yaml"}, "shadow": {"candidate": "shadow.yaml"}}}]}))
@@ -187,18 +175,34 @@ def main() -> int:
     return 0
 
 
+def _start_stub(delay_ms: float) -> tuple[subprocess.Popen[bytes], str]:
+    """The uvloop stub of bench/gateway.py (a stdlib threaded server saturates near 200 RPS and would
+    measure itself), answering valid JSON for the route's schema."""
+    port = _free_port()
+    proc = subprocess.Popen([sys.executable, str(ROOT / "bench" / "gateway.py"), "_stub", "--port", str(port),
+                             "--delay-ms", str(delay_ms), "--content", '{"answer": "ok"}'], cwd=ROOT)
+    deadline = time.time() + 30
+    while time.time() < deadline:
+        with socket.socket() as s:
+            if s.connect_ex(("127.0.0.1", port)) == 0:
+                return proc, f"http://127.0.0.1:{port}/v1"
+        time.sleep(0.1)
+    proc.kill()
+    raise RuntimeError("stub did not start")
+
+
 def mirroring(rps: float, seconds: float) -> dict[str, Any]:
-    ctx = multiprocessing.get_context("spawn")
-    q: Any = ctx.Queue()
-    stub = ctx.Process(target=_stub, args=(q, 0.020), daemon=True)
-    stub.start()
-    upstream = f"http://127.0.0.1:{q.get(timeout=60)}/v1"
+    # Primary and shadow have their own upstream processes, as in production (a shadow is another
+    # deployment); both answer after 20 ms.
+    base_proc, base_url = _start_stub(20.0)
+    shadow_proc, shadow_url = _start_stub(20.0)
     try:
         with tempfile.TemporaryDirectory() as d:
-            off = run_gateway(Path(d), upstream, False, rps, seconds)
-            on = run_gateway(Path(d), upstream, True, rps, seconds)
+            off = run_gateway(Path(d), base_url, False, rps, seconds, shadow_upstream=shadow_url)
+            on = run_gateway(Path(d), base_url, True, rps, seconds, shadow_upstream=shadow_url)
     finally:
-        stub.terminate()
+        base_proc.terminate()
+        shadow_proc.terminate()
     print(f"open loop {rps:g} RPS x {seconds:g} s, stub 20 ms:")
     for r in (off, on):
         print(f"  mirroring {'100%' if r['mirror'] else 'off '}: p50 {r['p50_ms']:.1f} ms  p99 {r['p99_ms']:.1f} ms  "

@@ -45,11 +45,9 @@ class GatewayServer:
 
     def __enter__(self) -> GatewayServer:
         self.thread.start()
-        deadline = time.time() + 20
-        while not self.server.started:
-            if not self.thread.is_alive() or time.time() > deadline:
-                raise RuntimeError("gateway did not start")
-            time.sleep(0.02)
+        if not poll(lambda: self.server.started or not self.thread.is_alive(), tries=1000, step_s=0.02) \
+                or not self.server.started:
+            raise RuntimeError("gateway did not start")
         return self
 
     def __exit__(self, *exc: object) -> None:
@@ -137,3 +135,31 @@ def stored_verdict(store: Any, out: Path, *, baseline_hash: str, candidate_hash:
         store.put_verdict(runs[0], runs[1], "pol-1", decision, json.dumps(verdict))
     out.write_text(json.dumps(verdict, indent=2))
     return out
+
+
+def poll(cond: Any, *, tries: int = 600, step_s: float = 0.05) -> bool:
+    """Re-check ``cond`` up to ``tries`` times, ``step_s`` apart; True as soon as it holds.
+
+    A bounded number of looks rather than a wall-clock deadline: tests wait for an event, they never
+    measure or assert how long it took (speed belongs in bench/)."""
+    for _ in range(tries):
+        if cond():
+            return True
+        time.sleep(step_s)
+    return bool(cond())
+
+
+def promote_tuned(tmp_path: Path, cfg: Path, db: Path, percent: float, route: str = "support") -> None:
+    """Give the route's ``tuned`` arm ``percent``% through a stored PROMOTE verdict, as `rollout promote` does."""
+    from tunegate.gateway.config import load_gateway_config
+    from tunegate.gateway.release import promote
+    from tunegate.store.sqlite import Store
+
+    c, specs = load_gateway_config(cfg)
+    hashes = {r: {a: s.hash for a, s in arms.items()} for r, arms in specs.items()}
+    c = c.model_copy(update={"candidate_hashes": hashes})
+    with Store(db) as store:
+        v = stored_verdict(store, tmp_path / "verdict.json", baseline_hash=hashes[route]["base"],
+                           candidate_hash=hashes[route]["tuned"], decision="PROMOTE",
+                           rules=[rule("headline", "pass")])
+        promote(store, c, hashes, route, "tuned", v, percent, "alice", "canary")

@@ -12,7 +12,7 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.gateway.conftest import GatewayServer, rule, stored_verdict, write_candidate, write_gateway
+from tests.gateway.conftest import GatewayServer, poll, rule, stored_verdict, write_candidate, write_gateway
 from tests.support.openai_server import Drop, Echo, Fail, OpenAIServer, Raw, Reply
 from tunegate.gateway.config import load_gateway_config
 from tunegate.gateway.records import RequestRecord
@@ -180,9 +180,7 @@ def test_reload_never_drops_in_flight_requests(two_arm_config: Path, tmp_path: P
             from tunegate.gateway.release import rollback
 
             rollback(store, "support", "oncall", "incident")
-        deadline = time.time() + 5
-        while time.time() < deadline and srv.gateway.snap.effective_shares()["support"]["tuned"] != 0:  # type: ignore[union-attr]
-            time.sleep(0.05)
+        poll(lambda: srv.gateway.snap.effective_shares()["support"]["tuned"] == 0, tries=100)  # type: ignore[union-attr]
         assert c.chat.completions.create(model="support", messages=MSG).choices[0].message.content.startswith("base")
 
 
@@ -235,13 +233,13 @@ def test_auth_rate_limits_bad_bodies_guardrails_cache_and_store_loss(tmp_path: P
             # The record reaches the log after the client has its answer, and the log's own loop may
             # already hold it in a batch that drain() cannot see: poll until the loss is counted.
             lost = 'tunegate_gateway_store_failures_total{operation="request_log"} 1.0'
-            deadline = time.monotonic() + 10
-            while True:
+
+            def counted() -> bool:
                 srv.run(srv.gateway.log.drain())
-                metrics = httpx.get(root + "/metrics").text
-                if lost in metrics or time.monotonic() > deadline:
-                    break
-                time.sleep(0.05)
+                return lost in httpx.get(root + "/metrics").text
+
+            poll(counted, tries=200)
+            metrics = httpx.get(root + "/metrics").text
             assert lost in metrics
             assert httpx.get(root + "/healthz").json()["status"] == "ok"
             doc = httpx.get(root + "/openapi.json").json()

@@ -16,12 +16,16 @@ from typing import Any
 
 import pytest
 
-from tests.gateway.conftest import GatewayServer, rule, stored_verdict, write_candidate, write_gateway
+from tests.gateway.conftest import (
+    GatewayServer,
+    promote_tuned,
+    write_candidate,
+    write_gateway,
+)
 from tests.gateway.test_release_controller import policy, start, wait
 from tests.support.openai_server import OpenAIServer, RecordedRequest, Reply
 from tunegate.errors import UserError
 from tunegate.gateway.controller import ReleaseControl, RouteRelease
-from tunegate.gateway.release import promote
 from tunegate.gateway.release_config import load_release_file
 from tunegate.store import online as q
 from tunegate.store.sqlite import Store
@@ -51,8 +55,6 @@ def wrong_on_orders(req: RecordedRequest) -> Any:
 
 def setup(tmp_path: Path, base: OpenAIServer, tuned: OpenAIServer, percent: float) -> tuple[Path, Path]:
     """A tool-calling route (no route schema) with ``tuned`` promoted to ``percent`` (0: shadow only)."""
-    from tunegate.gateway.config import load_gateway_config
-
     write_candidate(tmp_path / "base.yaml", "base", base.base_url)
     write_candidate(tmp_path / "tuned.yaml", "tuned", tuned.base_url)
     cfg = write_gateway(tmp_path, [{
@@ -61,16 +63,8 @@ def setup(tmp_path: Path, base: OpenAIServer, tuned: OpenAIServer, percent: floa
         "fallback": ["base"], "retries": 0, "timeout_s": 5,
     }])
     db = tmp_path / "db.sqlite"
-    if percent == 0:
-        return cfg, db
-    c, specs = load_gateway_config(cfg)
-    hashes = {r: {a: s.hash for a, s in arms.items()} for r, arms in specs.items()}
-    c = c.model_copy(update={"candidate_hashes": hashes})
-    with Store(db) as store:
-        v = stored_verdict(store, tmp_path / "verdict.json", baseline_hash=hashes["support"]["base"],
-                           candidate_hash=hashes["support"]["tuned"], decision="PROMOTE",
-                           rules=[rule("headline", "pass")])
-        promote(store, c, hashes, "support", "tuned", v, percent, "alice", "canary")
+    if percent:
+        promote_tuned(tmp_path, cfg, db, percent)
     return cfg, db
 
 

@@ -122,3 +122,14 @@ def test_task_completion_reference_paths_fail_blank_replies() -> None:
         score, passed, reason, _, details = reference_outcome(EvalContext(ex, ModelOutput(text=" ")), path, 0.5,
                                                               refused=False)
         assert (score, passed) == (0.0, False) and EMPTY_OUTPUT in reason and details["empty_output"], row
+
+
+def test_task_completion_empty_expected_list_is_no_reference() -> None:
+    """``expected: []`` names no acceptable answer: skipped with the reason, not an error result."""
+    from tunegate.evaluators.llm_judges import TaskCompletion
+
+    assert reference_path(Example(id="r", input="q", expected=[])) is None
+    r = ev(TaskCompletion(), "an answer", expected=[])
+    assert r.status == "skipped" and "reference" in r.reason, r
+    r = ev(TaskCompletion(), "an answer", expected=["an answer"])
+    assert r.status == "ok" and r.passed, r

@@ -108,7 +108,7 @@ def reference_path(ex: Example) -> str | None:
         return "tool_selection"
     if ex.json_schema is not None or isinstance(ex.expected, dict):
         return "structured"
-    if ex.expected is not None:
+    if ex.expected is not None and ex.expected != []:  # an empty list names no answer: no reference
         return "text"
     if flag is False:
         return "no_refusal"

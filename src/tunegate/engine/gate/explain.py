@@ -92,6 +92,27 @@ def _reach(policy: GatePolicy, ds: Dataset, rule: Rule | None, name: str, fld: s
     return reach
 
 
+def _cohort_splits(ds: Dataset, scoped: Rule | None) -> Counter[tuple[str, str]]:
+    """Rows per (cohort, split) among those the cohort rule's scope reaches."""
+    out: Counter[tuple[str, str]] = Counter()
+    for ex in ds:
+        split = ds.split_of(ex)
+        if scoped is None or scoped.applies_to(ex.cohorts, {**ex.model_dump(mode="json", by_alias=True),
+                                                            "split": split}):
+            out.update((c, split) for c in ex.cohorts)
+    return out
+
+
+def _cohort_limits(policy: GatePolicy, k: int, where: str) -> list[str]:
+    """Why the per-cohort rule cannot be decided on ``k`` rows of one cohort (best case)."""
+    cr = policy.cohorts
+    assert cr is not None
+    if k < cr.min_rows:
+        return [f"{where}: {k} rows < cohorts.min_rows {cr.min_rows}: listed, not gated"]
+    return [w for w in _limits(cr.rule, cr.margin, cr.min, k, cr.min_rows, policy.alpha, where)
+            if "min_rows" not in w]
+
+
 def explain_policy(policy: GatePolicy, ds: Dataset) -> list[RuleReach]:
     """Per rule (headline, guards, the cohort rule per cohort, the forgetting probe): rows it applies
     to overall, per split and per cohort, with the reasons it can never be decided at those sizes."""
@@ -103,15 +124,17 @@ def explain_policy(policy: GatePolicy, ds: Dataset) -> list[RuleReach]:
         for key in policy.cohort_keys():
             scoped = next((r for _, _, r in policy.named_rules() if r.key == key), None)
             base = _reach(policy, ds, scoped, f"cohorts · {key}", "cohorts", "", cr.rule, cr.margin, cr.min)
+            by_split = _cohort_splits(ds, scoped)
             for cohort, k in base.by_cohort.items():
+                splits = {s: by_split.get((cohort, s), 0) for s in ("train", "dev", "test")}
                 reach = RuleReach(f"cohort {cohort}", "cohorts", f"{key} {cr.rule}"
                                   + (f" (margin {cr.margin:g})" if cr.margin is not None else "")
-                                  + (f" min {cr.min:g}" if cr.min is not None else ""), k, {}, {cohort: k})
-                if k < cr.min_rows:
-                    reach.warnings.append(f"{k} rows < cohorts.min_rows {cr.min_rows}: listed, not gated")
-                else:
-                    reach.warnings += [w for w in _limits(cr.rule, cr.margin, cr.min, k, cr.min_rows, policy.alpha,
-                                                          "this cohort") if "min_rows" not in w]
+                                  + (f" min {cr.min:g}" if cr.min is not None else ""), k, splits, {cohort: k})
+                reach.warnings += _cohort_limits(policy, k, "this cohort")
+                # a gate runs on one split (usually test): its rows per cohort are what decide
+                for s, ks in splits.items():
+                    if 0 < ks < k:
+                        reach.warnings += _cohort_limits(policy, ks, f"--split {s}")
                 out.append(reach)
     fg = policy.forgetting
     if fg is not None:

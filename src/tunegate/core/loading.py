@@ -11,17 +11,19 @@ import csv
 import io
 import json
 import re
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import yaml
-from pydantic import ValidationError
+from pydantic import BaseModel, ValidationError
 
 from tunegate.core.dataset import DEFAULT_SPLIT_RATIOS, Dataset, SplitRatios
 from tunegate.core.example import Example
 from tunegate.errors import UserError
 
-__all__ = ["JSON_COLUMNS", "JSON_WHEN_BRACKETED", "load_dataset", "parse_row", "pydantic_message", "read_text", "read_yaml", "yaml_line"]
+__all__ = ["JSON_COLUMNS", "JSON_WHEN_BRACKETED", "config_error", "dotted_field", "load_dataset", "parse_row",
+           "pydantic_message", "read_text", "read_yaml", "yaml_line"]
 
 #: CSV columns whose cells hold JSON (a CSV cell can only hold text).
 JSON_COLUMNS = ("messages", "schema", "tools", "expected_tool_calls", "metadata")
@@ -69,6 +71,41 @@ def pydantic_message(err: ValidationError) -> tuple[str, str]:
     if extra:
         msg += f" (and {extra} more error{'s' if extra > 1 else ''} in this row)"
     return loc, msg
+
+
+def dotted_field(loc: tuple[Any, ...], root: str) -> str:
+    """``("guards", 0, "margin")`` → ``guards[0].margin``: the field as the user wrote it in YAML."""
+    out = ""
+    for part in loc:
+        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
+    return out or root
+
+
+def config_error(e: ValidationError, *, text: str, file: str, root: str,
+                 model_at: Callable[[tuple[Any, ...]], type[BaseModel] | None],
+                 refine: Callable[[dict[str, Any], tuple[Any, ...], str], tuple[tuple[Any, ...], str]] | None = None,
+                 ) -> UserError:
+    """One ``file:line: field: message`` error for a settings file (policy, release policy...).
+
+    Why shared: every YAML settings file should report the same way -- a typo'd key first (it
+    explains the "field required" that usually comes with it), listing the keys that are allowed
+    there; then the count of further problems. ``refine(err, loc, msg)`` lets a loader point at a
+    better field (a model-level check about one field, a list item written as a bare number).
+    """
+    errors = sorted(e.errors(), key=lambda x: x["type"] != "extra_forbidden")
+    err: dict[str, Any] = dict(errors[0])
+    loc: tuple[Any, ...] = tuple(err["loc"])
+    msg = str(err["msg"]).removeprefix("Value error, ")
+    if refine is not None:
+        loc, msg = refine(err, loc, msg)
+    if err["type"] == "extra_forbidden":
+        parent = model_at(loc[:-1])
+        allowed = ", ".join(k for k in parent.model_fields if k != "source") if parent else ""
+        msg = f"unknown key {loc[-1]!r}" + (f" (allowed: {allowed})" if allowed else "")
+    extra = len(errors) - 1
+    if extra:
+        msg += f" (and {extra} more error{'s' if extra > 1 else ''})"
+    return UserError(msg, file=file, line=yaml_line(text, loc), field=dotted_field(loc, root))
 
 
 def parse_row(data: Any, *, file: str, line: int) -> Example:

@@ -435,16 +435,9 @@ class GatePolicy(BaseModel):
         return Path(self.source).resolve().parent if self.source else None
 
 
-def _field_name(loc: tuple[Any, ...]) -> str:
-    out = ""
-    for part in loc:
-        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
-    return out or "policy"
-
-
 def load_policy(path: str | Path) -> GatePolicy:
     """Read a policy YAML; any problem is a UserError naming file, line and field."""
-    from tunegate.core.loading import read_yaml, yaml_line
+    from tunegate.core.loading import config_error, read_yaml, yaml_line
 
     file = str(path)
     text, data = read_yaml(path)
@@ -453,21 +446,7 @@ def load_policy(path: str | Path) -> GatePolicy:
     try:
         policy = GatePolicy.model_validate(data)
     except ValidationError as e:
-        err = e.errors()[0]
-        loc = tuple(err["loc"])
-        msg = err["msg"].removeprefix("Value error, ")
-        problem = (err.get("ctx") or {}).get("error")
-        if isinstance(problem, _FieldProblem):  # a model-level check about one field: name that field
-            loc = (*loc, problem.field)
-            msg = str(problem)
-        if err["type"] == "extra_forbidden":
-            parent = _model_at(loc[:-1])
-            allowed = ", ".join(k for k in parent.model_fields if k != "source") if parent else ""
-            msg = f"unknown key {loc[-1]!r}" + (f" (allowed: {allowed})" if allowed else "")
-        extra = len(e.errors()) - 1
-        if extra:
-            msg += f" (and {extra} more error{'s' if extra > 1 else ''})"
-        raise UserError(msg, file=file, line=yaml_line(text, loc), field=_field_name(loc)) from None
+        raise config_error(e, text=text, file=file, root="policy", model_at=_model_at, refine=_field_problem) from None
     policy = policy.model_copy(update={"source": file})
     if policy.forgetting is not None:
         try:
@@ -476,6 +455,14 @@ def load_policy(path: str | Path) -> GatePolicy:
             raise UserError(str(e), file=file, line=yaml_line(text, ("forgetting", "probe")),
                             field="forgetting.probe") from None
     return policy
+
+
+def _field_problem(err: dict[str, Any], loc: tuple[Any, ...], msg: str) -> tuple[tuple[Any, ...], str]:
+    """A model-level check about one field (a rule's margin or min): name that field."""
+    problem = (err.get("ctx") or {}).get("error")
+    if isinstance(problem, _FieldProblem):
+        return (*loc, problem.field), str(problem)
+    return loc, msg
 
 
 def _model_at(loc: tuple[Any, ...]) -> type[BaseModel] | None:

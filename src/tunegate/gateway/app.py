@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from tunegate.gateway.chat import Outcome, handle_chat
+from tunegate.gateway.dashboard import dashboard_route
 from tunegate.gateway.openapi import openapi_document
 from tunegate.gateway.records import RequestHook, SpanHook
 from tunegate.gateway.service import Gateway
@@ -158,6 +159,7 @@ def create_app(config_path: str | Path, *, db: str | Path | None = None, use_sto
         Route("/healthz", health, methods=["GET"]),
         Route("/metrics", metrics, methods=["GET"]),
         Route("/openapi.json", openapi, methods=["GET"]),
+        Route("/dashboard", dashboard_route(gw, _auth), methods=["GET"]),  # rollout dashboard (gateway/dashboard.py)
     ], lifespan=lifespan)
     app.state.gateway = gw
     return app

@@ -1,0 +1,351 @@
+"""The release story of ``tunegate demo`` on ``examples/release``, as five step functions.
+
+1. :meth:`ReleaseDemo.tune` — a prompt optimizer tunes the incumbent on the train/dev rows;
+2. :meth:`ReleaseDemo.gate` — the tuned candidate is gated against the incumbent on the test split,
+   per cohort, and ``report.html`` / ``verdict.json`` are written;
+3. :meth:`ReleaseDemo.rollout` — ``tunegate serve`` starts on loopback and the candidate is promoted,
+   through the real ``promote`` check with the verdict file, for the cohorts the verdict allows;
+   a refusal is printed as it is and the route only mirrors;
+4. :meth:`ReleaseDemo.replay` — rows the gate never saw (dev, then train) go through the gateway with
+   the ``openai`` SDK at a steady rate; the release controller scores mirrored pairs and ramps or
+   rolls back; its audited history is printed;
+5. :meth:`ReleaseDemo.report` — the dashboard the gateway serves at ``/dashboard`` is saved to a file.
+
+Every step prints one or two lines, the paths it wrote and its wall time; ``demo.json`` keeps the
+timings and outcomes (``bench/demo_time.py`` reads it). Nothing here steers the outcome: the
+verdict, the promotion, the controller's decisions are whatever the real parts decide.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from collections import defaultdict
+from collections.abc import Callable, Iterator
+from contextlib import ExitStack, contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from tunegate.errors import UserError
+
+if TYPE_CHECKING:
+    from tunegate.cli.demo_serve import GatewayProcess
+    from tunegate.cli.replay_cmd import ReplayRequest
+    from tunegate.core.candidate import CandidateSpec
+    from tunegate.engine.gate.runs import GateResult
+    from tunegate.store.sqlite import Store
+    from tunegate.tuning.workflow import PromptTunePlan
+
+__all__ = ["DemoOptions", "ReleaseDemo", "interleave"]
+
+ROUTE = "release"
+ARM = "candidate"
+
+
+@dataclass
+class DemoOptions:
+    """What the demo runs on and how big each step is (sized for 2 CPU cores)."""
+
+    folder: Path
+    out: Path
+    db: str | None = None
+    method: str = "promptwizard"
+    budget: int = 40                 #: metric calls the optimizer may spend (train/dev rows)
+    reflection_max_tokens: int = 160
+    replay_rows: int = 40            #: requests replayed through the gateway
+    rate: float = 1.0                #: requests per second (open loop)
+    settle_s: float = 20.0           #: after the replay: time for the last shadows, scores and ticks
+    route: str = ROUTE
+    arm: str = ARM
+
+
+@dataclass
+class StepTimes:
+    wall_s: dict[str, float] = field(default_factory=dict)
+
+    @contextmanager
+    def step(self, name: str) -> Iterator[None]:
+        t0 = time.perf_counter()
+        try:
+            yield
+        finally:
+            self.wall_s[name] = round(time.perf_counter() - t0, 2)
+
+
+def interleave(requests: list[ReplayRequest]) -> list[ReplayRequest]:
+    """Round-robin over cohorts (the dataset is ordered by source; a prefix would be one cohort)."""
+    by: dict[str, list[ReplayRequest]] = defaultdict(list)
+    for r in requests:
+        by[r.cohort or "-"].append(r)
+    queues = [by[k] for k in sorted(by)]
+    out: list[ReplayRequest] = []
+    i = 0
+    while any(i < len(q) for q in queues):
+        out.extend(q[i] for q in queues if i < len(q))
+        i += 1
+    return out
+
+
+class ReleaseDemo:
+    """Runs the steps in order on one store; ``emit`` prints a line."""
+
+    def __init__(self, opts: DemoOptions, store: Store, emit: Callable[[str], None] = print) -> None:
+        self.o, self.store, self.emit = opts, store, emit
+        self.times = StepTimes()
+        self.result: dict[str, Any] = {"folder": str(opts.folder), "out": str(opts.out)}
+        self.plan: PromptTunePlan | None = None
+        self.baseline: CandidateSpec | None = None
+        self.candidate: CandidateSpec | None = None
+        self.candidate_path: Path | None = None
+        self.gate_result: GateResult | None = None
+        self.verdict_path: Path | None = None
+        self.allowed: list[str] = []
+        self.gateway: GatewayProcess | None = None
+
+    # -- 0. the data ----------------------------------------------------------------------------
+    def plan_tune(self) -> PromptTunePlan:
+        from tunegate.tuning.workflow import plan_prompt_tune
+
+        f = self.o.folder
+        settings = f / f"{self.o.method}.yaml"
+        self.plan = plan_prompt_tune(method=self.o.method, dataset=f / "dataset.jsonl", candidate=f / "incumbent.yaml",
+                                     policy=f / "policy.yaml", budget=self.o.budget,
+                                     reflection_max_tokens=self.o.reflection_max_tokens,
+                                     settings=settings if settings.exists() else None, out=self.o.out / "tune",
+                                     evaluators=str(f / "evaluators.yaml") if (f / "evaluators.yaml").exists() else None)
+        ds = self.plan.dataset
+        rows: dict[str, dict[str, int]] = defaultdict(lambda: {"train": 0, "dev": 0, "test": 0})
+        for ex in ds:
+            for c in ex.cohorts:
+                rows[c][str(ex.split)] += 1
+        self.result["rows"] = {c: dict(v) for c, v in sorted(rows.items())}
+        sc = ds.split_counts()
+        self.emit(f"data: {len(ds)} rows of {f / 'dataset.jsonl'} (train {sc['train']}, dev {sc['dev']}, "
+                  f"test {sc['test']}); test rows per cohort: "
+                  + ", ".join(f"{c} {v['test']}" for c, v in sorted(rows.items())))
+        return self.plan
+
+    # -- 1. tune --------------------------------------------------------------------------------
+    def tune(self) -> None:
+        from tunegate.core.candidate import load_candidate
+        from tunegate.tuning.workflow import run_prompt_tune
+
+        plan = self.plan or self.plan_tune()
+        with self.times.step("tune"):
+            res = run_prompt_tune(plan, self.store, gate=False)
+        o = res.outcome
+        s = o.spent
+        self.baseline = res.baseline
+        tune = {"method": self.o.method, "budget": self.o.budget, "improved": o.improved,
+                "seed_dev": o.seed.dev_mean, "best_dev": o.best.dev_mean, "metric_calls": s["metric_calls"],
+                "reflection_calls": s["reflection_calls"], "cached_rows": s["cached_rows"],
+                "history": str(res.history_path), "plot": str(res.plot_path)}
+        self.emit(f"1 tune    {self.o.method}, {s['metric_calls']} metric calls on train/dev "
+                  f"({s['reflection_calls']} reflections, {s['cached_rows']} cached): dev objective "
+                  f"{o.seed.dev_mean or 0:.3f} → {o.best.dev_mean or 0:.3f} ({self.times.wall_s['tune']:.0f}s)")
+        if o.improved:
+            self.candidate, self.candidate_path = res.candidate, res.candidate_path
+        else:   # nothing beat the seed on dev: the example's hand-written challenger is gated instead
+            self.candidate_path = self.o.folder / "candidate.yaml"
+            self.candidate = load_candidate(self.candidate_path)
+            self.emit(f"          no proposal beat the incumbent on dev; gating the hand-written "
+                      f"{self.candidate_path} instead")
+        tune["candidate"] = str(self.candidate_path)
+        self.result["tune"] = tune
+        self.emit(f"          wrote {res.history_path}, {res.plot_path}, {res.candidate_path}")
+
+    # -- 2. gate --------------------------------------------------------------------------------
+    def gate(self) -> None:
+        from tunegate.report.files import write_report
+        from tunegate.tuning.workflow import gate_on_test
+
+        assert self.plan is not None and self.baseline is not None and self.candidate is not None, "tune first"
+        with self.times.step("gate"):
+            g = gate_on_test(self.store, self.plan.dataset, self.baseline, self.candidate, self.plan.policy,
+                             self.plan.gate_evaluators)
+            paths = write_report(g, self.o.out / "gate")
+        self.gate_result = g
+        self.verdict_path = paths["verdict.json"]
+        self.allowed = self._allowed_cohorts()
+        v = g.verdict
+        self.result["gate"] = {"decision": v.decision, "allowed_cohorts": self.allowed,
+                               "rules": {s: len(v.by_status(s)) for s in ("pass", "fail", "undecided", "skipped")},
+                               "report": str(paths["report.html"]), "verdict": str(self.verdict_path)}
+        blocked = [r for r in v.rules if r.status in ("fail", "undecided") and r.cohort not in (None, "*")]
+        per = "; ".join(f"{r.cohort}: {r.evaluator} {r.rule} {r.status}" for r in blocked[:6])
+        self.emit(f"2 gate    {v.decision} on the test split ({self.times.wall_s['gate']:.0f}s); release allowed "
+                  f"for cohorts: {', '.join(self.allowed) or 'none'}" + (f" (not: {per})" if per else ""))
+        self.emit(f"          wrote {paths['report.html']}, {self.verdict_path}")
+
+    def _route_cfg(self, config: Path) -> tuple[Any, dict[str, dict[str, str]]]:
+        from tunegate.gateway.config import load_gateway_config
+        from tunegate.gateway.service import resolve_specs
+
+        cfg, specs = load_gateway_config(config)
+        resolved = resolve_specs(self.store, specs)
+        hashes = {r: {a: s.hash for a, s in arms.items()} for r, arms in resolved.items()}
+        return cfg.model_copy(update={"candidate_hashes": hashes}), hashes
+
+    def _allowed_cohorts(self) -> list[str]:
+        """The route's cohorts for which the real promote check accepts this verdict, one at a time."""
+        from tunegate.cli.demo_serve import write_configs
+        from tunegate.gateway.release import check_verdict, read_verdict
+
+        assert self.verdict_path is not None and self.candidate_path is not None
+        probe = self.o.out / "serve" / "probe"
+        cfg_path, _ = write_configs(self.o.folder, probe, route=self.o.route, arm=self.o.arm,
+                                    candidate=self.candidate_path, cohorts=None)
+        cfg, hashes = self._route_cfg(cfg_path)
+        route = cfg.route(self.o.route)
+        verdict, vh = read_verdict(self.verdict_path)
+        out = []
+        for c in route.cohorts or []:
+            one = route.model_copy(update={"cohorts": [c]})
+            if check_verdict(verdict, vh, one, self.o.arm, hashes[self.o.route], self.store).allowed:
+                out.append(c)
+        return out
+
+    # -- 3. serve + promote ---------------------------------------------------------------------
+    def rollout(self, stack: ExitStack) -> None:
+        from tunegate.cli.demo_serve import GatewayProcess, write_configs
+        from tunegate.core.release_policy import load_release_policy
+        from tunegate.gateway.release import promote
+
+        assert self.verdict_path is not None and self.candidate_path is not None, "gate first"
+        serve = self.o.out / "serve"
+        with self.times.step("serve"):
+            cfg_path, rel_path = write_configs(self.o.folder, serve, route=self.o.route, arm=self.o.arm,
+                                               candidate=self.candidate_path, cohorts=self.allowed or None)
+            self.gateway = stack.enter_context(GatewayProcess(cfg_path, rel_path, db=self.o.db, log=serve / "serve.log"))
+        first = 10.0
+        pol_file = self.o.folder / "release-policy.yaml"
+        if pol_file.exists():
+            first = float(load_release_policy(pol_file).steps[0].percent)
+        cfg, hashes = self._route_cfg(cfg_path)
+        promoted: dict[str, Any] = {"percent": 0.0, "cohorts": self.allowed}
+        try:
+            check, event = promote(self.store, cfg, hashes, self.o.route, self.o.arm, self.verdict_path, first,
+                                   "tunegate demo", "demo: canary on the gate's verdict")
+            promoted |= {"percent": event["to_percent"], "message": check.message}
+            msg = (f"promoted {self.o.route}/{self.o.arm} to {event['to_percent']:g}% of the users of "
+                   f"{', '.join(self.allowed) if self.allowed else 'every cohort'} ({check.message}); "
+                   "the other cohorts stay on the incumbent and are mirrored")
+        except UserError as e:
+            promoted["refused"] = str(e)
+            msg = f"promotion refused ({e}); the candidate gets no traffic, every request is mirrored to it"
+        self.result["rollout"] = promoted | {"gateway": self.gateway.url, "config": str(cfg_path),
+                                             "release": str(rel_path) if rel_path else None}
+        self.emit(f"3 serve   tunegate serve on {self.gateway.base_url} (up in {self.times.wall_s['serve']:.0f}s); {msg}")
+        self.emit(f"          wrote {cfg_path}" + (f", {rel_path}" if rel_path else "") + f", log {serve / 'serve.log'}")
+
+    # -- 4. replay + controller -----------------------------------------------------------------
+    def replay_requests(self) -> list[ReplayRequest]:
+        """Rows the gate never saw: dev, then train, interleaved by cohort, with their references."""
+        from tunegate.cli.replay_cmd import build_requests
+
+        path = str(self.o.folder / "dataset.jsonl")
+        reqs: list[ReplayRequest] = []
+        for split in ("dev", "train"):
+            try:
+                reqs += interleave(build_requests(path, split, None, 1000, with_reference=True))
+            except UserError:   # a split without rows
+                continue
+        if not reqs:
+            raise UserError("no train/dev rows to replay", file=path)
+        return [reqs[i % len(reqs)] for i in range(self.o.replay_rows)]
+
+    def replay(self) -> None:
+        from tunegate.cli.replay_cmd import run_replay
+        from tunegate.store.release import rollout_events
+
+        assert self.gateway is not None, "serve first"
+        reqs = self.replay_requests()
+        lines: list[str] = []
+        with self.times.step("replay"):
+            stats = asyncio.run(run_replay(self.gateway.base_url, reqs, self.o.rate, model=self.o.route,
+                                           every_s=15.0, emit=lambda s: lines.append(s)))
+            settle = self._settle()
+        st = stats.to_dict()
+        events = [e for e in reversed(rollout_events(self.store, self.o.route, limit=50))]
+        ctl = [e for e in events if e["actor"] == "release-controller"]
+        pairs = self._pairs()
+        self.result["replay"] = st | {"settle": settle, "pairs": pairs,
+                                      "controller": [{"action": e["action"], "from": e["from_percent"],
+                                                      "to": e["to_percent"], "reason": e["reason"]} for e in ctl]}
+        arms = ", ".join(f"{a} {v['n']} (p50 {v['p50_s'] or 0:.1f}s)" for a, v in st["arms"].items())
+        self.emit(f"4 replay  {st['sent']} train/dev requests at {self.o.rate:g}/s via the openai SDK: {st['ok']} ok, "
+                  f"{st['errors']} errors; answered by {arms}; {pairs['scored']} mirrored pairs scored "
+                  f"({self.times.wall_s['replay']:.0f}s)")
+        if ctl:
+            for e in ctl:
+                self.emit(f"          controller: {e['action']} {e['arm']} {e['from_percent']:g}% → "
+                          f"{e['to_percent']:g}%: {e['reason']}")
+        else:
+            self.emit(f"          controller: no ramp or rollback yet ({self._holding()})")
+        self.emit(f"          history: tunegate rollout history --route {self.o.route}"
+                  + (f" --db {self.o.db}" if self.o.db else ""))
+
+    def _pairs(self) -> dict[str, Any]:
+        from tunegate.store.online import pair_rows
+
+        rows = pair_rows(self.store, self.o.route)
+        scored = [p for p in rows if p["base_failed"] is not None and p["candidate_failed"] is not None]
+        return {"stored": len(rows), "scored": len(scored),
+                "base_failed": sum(int(bool(p["base_failed"])) for p in scored),
+                "candidate_failed": sum(int(bool(p["candidate_failed"])) for p in scored)}
+
+    def _settle(self) -> dict[str, Any]:
+        """Wait (bounded) until the mirrored calls the replay caused are scored and stored."""
+        t0 = time.monotonic()
+        last, still = -1, 0
+        while time.monotonic() - t0 < self.o.settle_s:
+            n = self._pairs()["stored"]
+            still = still + 1 if n == last else 0
+            if still >= 6:     # 3 s without a new pair: the mirror queue is drained
+                break
+            last = n
+            time.sleep(0.5)
+        time.sleep(1.5)        # one more controller tick on the final evidence
+        return {"waited_s": round(time.monotonic() - t0, 1)}
+
+    def _holding(self) -> str:
+        from tunegate.store.online import list_decisions
+
+        if self.result.get("rollout", {}).get("percent", 0) <= 0:
+            return "nothing was promoted, so there is nothing to ramp; mirrored pairs can still trigger a rollback"
+        n = len(list_decisions(self.store, self.o.route))
+        return f"{n} decisions recorded; the step's evidence (release-policy.yaml) was not complete"
+
+    # -- 5. report ------------------------------------------------------------------------------
+    def report(self) -> None:
+        assert self.gateway is not None and self.verdict_path is not None
+        with self.times.step("report"):
+            resp = self.gateway.get("/dashboard")
+            dash = self.o.out / "dashboard.html"
+            if resp.status_code != 200:
+                raise UserError(f"GET /dashboard answered {resp.status_code}: {resp.text[:200]}", field="dashboard")
+            dash.write_text(resp.text, encoding="utf-8")
+        self.result["report"] = {"report_html": str(self.verdict_path.parent / "report.html"), "dashboard": str(dash)}
+        self.emit(f"5 report  gate report {self.verdict_path.parent / 'report.html'}")
+        self.emit(f"          rollout dashboard {dash} (live at {self.gateway.url}/dashboard while serving)")
+
+    # -- all ------------------------------------------------------------------------------------
+    def run(self) -> dict[str, Any]:
+        t0 = time.perf_counter()
+        self.plan_tune()
+        self.tune()
+        self.gate()
+        with ExitStack() as stack:
+            self.rollout(stack)
+            self.replay()
+            self.report()
+            with self.times.step("stop"):
+                assert self.gateway is not None
+                self.gateway.stop()
+        self.result["wall_s"] = self.times.wall_s | {"total": round(time.perf_counter() - t0, 2)}
+        path = self.o.out / "demo.json"
+        path.write_text(json.dumps(self.result, indent=2, default=str) + "\n", encoding="utf-8")
+        self.result["path"] = str(path)
+        return self.result

@@ -2,17 +2,20 @@
 
 ``ReleaseControl([RouteRelease(...)]).attach(gw)`` registers a request hook and a feedback hook on a
 :class:`~tunegate.gateway.service.Gateway`; ``await control.start()`` (on the gateway's loop, after
-the gateway started) starts mirroring, the scoring process pool and the decision loop.
+the gateway started) starts mirroring, the scoring workers and the decision loop.
 
 Per released route and candidate arm it keeps an :class:`~tunegate.engine.online.OnlineMonitor`:
 
 * live canary traffic (request hook): error, fallback/schema-repair, latency per arm, and — when
   ``score_live`` — the evaluator suite's verdict on the answer each arm actually served;
 * mirrored pairs (``mirror_share`` of baseline-served traffic replayed to the candidate): both answers
-  scored by the same suite in the pool, stored as paired rows keyed by request id;
+  scored by the same suite in batches in worker processes (:mod:`tunegate.gateway.scoring`), which
+  also store them as paired rows keyed by request id, one transaction per batch. Answers waiting
+  for scoring are bounded per route (``max_pending_scores``): more are dropped and counted
+  (``dropped_scores``, ``tunegate_gateway_scoring_dropped`` in /metrics);
 * thumbs up/down from ``POST /v1/feedback``.
 
-After every scored pair and every ``tick_s`` the pure :class:`~tunegate.engine.online.ReleaseController`
+Every ``tick_s`` the pure :class:`~tunegate.engine.online.ReleaseController`
 decides. A rollback sets the arm's share to 0 through :func:`~tunegate.gateway.release.rollback`
 (audited, visible in ``tunegate rollout history``) and the gateway re-reads its state at once; a
 cohort rollback routes that cohort to the baseline (``Gateway.cohort_blocks``) and is audited as
@@ -33,9 +36,9 @@ from typing import TYPE_CHECKING, Any
 from tunegate.core.release_policy import ReleasePolicy
 from tunegate.engine.online import Decision, OnlineMonitor, ReleaseController, ReleaseState
 from tunegate.gateway.mirror import Mirror, ShadowResult
-from tunegate.gateway.online import OnlineScorer, example_row, output_of
 from tunegate.gateway.records import RequestRecord
 from tunegate.gateway.release import rollback, set_share
+from tunegate.gateway.scoring import OnlineScorer
 from tunegate.store import online as q
 
 if TYPE_CHECKING:
@@ -62,7 +65,7 @@ class RouteRelease:
     mirror_concurrency: int = 4
     mirror_timeout_s: float = 30.0
     score_live: bool = True                      #: score the answers each arm served (canary fail_rate)
-    max_pending_scores: int = 1000               #: live answers waiting for the pool; more are dropped
+    max_pending_scores: int = 1000               #: answers (live + pairs) waiting for scoring; more are dropped
     references: bool = False                     #: score against the client's metadata.reference
 
 
@@ -114,7 +117,6 @@ class ReleaseControl:
         self.gw: Gateway | None = None
         self._task: asyncio.Task[None] | None = None
         self._scorers: dict[str, OnlineScorer] = {}
-        self._bg: set[asyncio.Task[None]] = set()
 
     # -- wiring -----------------------------------------------------------------------------------
     def attach(self, gw: Gateway) -> ReleaseControl:
@@ -131,7 +133,9 @@ class ReleaseControl:
             if spec is not None:
                 key = spec if isinstance(spec, str) else ",".join(spec)
                 if key not in self._scorers:
-                    self._scorers[key] = OnlineScorer(spec, workers=self.scorer_workers)
+                    db = gw.worker.db if gw.worker is not None else None
+                    self._scorers[key] = OnlineScorer(spec, workers=self.scorer_workers, db=db,
+                                                      use_store=gw.worker is not None)
                 r.scorer = self._scorers[key]
             if r.cfg.mirror_share > 0 and r.scorer is not None:
                 r.mirror = Mirror(gw, r.cfg.route, r.cfg.arm, self._on_shadow, share=r.cfg.mirror_share,
@@ -155,8 +159,6 @@ class ReleaseControl:
         for r in self._routes.values():
             if r.mirror is not None:
                 await r.mirror.aclose()
-        for t in list(self._bg):
-            t.cancel()
         for s in self._scorers.values():
             s.close()
 
@@ -195,6 +197,31 @@ class ReleaseControl:
             return "base"
         return None
 
+    def _job(self, r: _Route, rec: RequestRecord, kind: str) -> dict[str, Any]:
+        """A picklable scoring job: the worker process builds the row and outputs from it."""
+        assert self.gw is not None and self.gw.snap is not None
+        route = self.gw.snap.config.route(r.cfg.route)
+        return {"kind": kind, "request_id": rec.request_id, "request": rec.request, "cohort": rec.cohort,
+                "schema": route.json_schema if route is not None else None, "references": r.cfg.references,
+                "text": rec.response_text, "tool_calls": rec.tool_calls, "finish_reason": rec.finish_reason,
+                "want_scores": self.tracing is not None}
+
+    def _submit(self, r: _Route, job: dict[str, Any], kind: str, done: Callable[[dict[str, Any]], None]) -> None:
+        """Queue a job for the scoring workers, or drop and count it when the route's backlog is full."""
+        assert r.scorer is not None and self.gw is not None
+
+        def finish(res: dict[str, Any]) -> None:
+            r.pending -= 1
+            done(res)
+
+        if r.pending < r.cfg.max_pending_scores:
+            r.pending += 1
+            if r.scorer.submit(job, finish, asyncio.get_running_loop()):
+                return
+            r.pending -= 1   # the scorer is closed (shutdown)
+        r.dropped_scores += 1
+        self.gw.metrics.scoring_dropped.labels(r.cfg.route, kind).inc()
+
     async def on_request(self, rec: RequestRecord) -> None:
         """Request hook: canary observations, mirroring, live scoring. Never blocks on I/O."""
         r = self._routes.get(rec.route)
@@ -212,29 +239,16 @@ class ReleaseControl:
                 r.mirror.offer(rec)
         served = self._side(r, rec.arm)
         if r.cfg.score_live and r.scorer is not None and served is not None and rec.status == "ok":
-            if r.pending >= r.cfg.max_pending_scores:
-                r.dropped_scores += 1
-            else:
-                r.pending += 1
-                t = asyncio.create_task(self._score_live(r, rec, served, cohorts))
-                self._bg.add(t)
-                t.add_done_callback(self._bg.discard)
+            self._submit(r, self._job(r, rec, "live"), "live", lambda res: self._live_done(r, rec, served, res))
 
-    async def _score_live(self, r: _Route, rec: RequestRecord, side: str, cohorts: list[str]) -> None:
-        assert r.scorer is not None and self.gw is not None and self.gw.snap is not None
-        try:
-            route = self.gw.snap.config.route(r.cfg.route)
-            ex = example_row(rec.request_id, rec.request, rec.cohort, route.json_schema if route else None,
-                             references=r.cfg.references)
-            (res,) = await r.scorer.score(ex, [output_of(rec.response_text, rec.tool_calls, rec.finish_reason)])
-            if res.failed is not None:
-                r.monitor.observe_request(side, cohorts, failed=res.failed)
-            if self.tracing is not None:
-                self.tracing.evaluations(rec.request_id, res.scores, arm=rec.arm)
-        except Exception as e:
-            _log.warning("live scoring failed for %s: %s", rec.request_id, e)
-        finally:
-            r.pending -= 1
+    def _live_done(self, r: _Route, rec: RequestRecord, side: str, res: dict[str, Any]) -> None:
+        if "error" in res:
+            _log.warning("live scoring failed for %s: %s", rec.request_id, res["error"])
+            return
+        if res["failed"] is not None:
+            r.monitor.observe_request(side, [rec.cohort] if rec.cohort else [], failed=res["failed"])
+        if self.tracing is not None and res.get("scores"):
+            self.tracing.evaluations(rec.request_id, res["scores"], arm=rec.arm)
 
     async def on_feedback(self, row: dict[str, Any]) -> None:
         r = self._routes.get(str(row.get("route")))
@@ -246,39 +260,33 @@ class ReleaseControl:
                                        thumbs_down=row["thumbs"] == -1)
 
     async def _on_shadow(self, res: ShadowResult) -> None:
+        """A finished shadow call: queue the pair for scoring (the worker also stores it)."""
         r = self._routes[res.record.route]
-        assert r.scorer is not None and self.gw is not None and self.gw.snap is not None
         rec = res.record
-        route = self.gw.snap.config.route(r.cfg.route)
-        assert route is not None
-        ex = example_row(rec.request_id, rec.request, rec.cohort, route.json_schema, references=r.cfg.references)
-        base_out = output_of(rec.response_text, rec.tool_calls, rec.finish_reason)
-        cand_out = None
-        if res.completion is not None:
-            msg = ((res.completion.get("choices") or [{}])[0]).get("message") or {}
-            cand_out = output_of(msg.get("content"), msg.get("tool_calls") or [],
-                                 ((res.completion.get("choices") or [{}])[0]).get("finish_reason"),
-                                 res.completion.get("model"))
-        base_s, cand_s = await r.scorer.score(ex, [base_out, cand_out])
-        pair = {"request_id": rec.request_id, "route": rec.route, "cohort": rec.cohort, "base_arm": rec.arm,
-                "candidate_arm": res.arm, "base_hash": rec.candidate_hash, "candidate_hash": res.candidate_hash,
-                "base_prompt": rec.prompt_version, "candidate_prompt": res.prompt_version,
-                "evaluators": r.scorer.identities, "base_scores": base_s.scores, "candidate_scores": cand_s.scores,
-                "base_failed": base_s.failed, "candidate_failed": cand_s.failed, "candidate_error": res.error,
-                "example": ex, "base_output": base_out.get("text"), "candidate_output": (cand_out or {}).get("text")}
+        job = self._job(r, rec, "pair") | {
+            "completion": res.completion, "route": rec.route, "base_arm": rec.arm, "candidate_arm": res.arm,
+            "base_hash": rec.candidate_hash, "candidate_hash": res.candidate_hash, "base_prompt": rec.prompt_version,
+            "candidate_prompt": res.prompt_version, "candidate_error": res.error}
+        self._submit(r, job, "pair", lambda out: self._pair_done(r, res, out))
+
+    def _pair_done(self, r: _Route, res: ShadowResult, out: dict[str, Any]) -> None:
+        rec = res.record
+        if "error" in out:
+            _log.warning("mirrored pair %s not scored: %s", rec.request_id, out["error"])
+            return
+        if "store_error" in out:   # losing a stored pair must not stop the controller
+            _log.warning("mirrored pair %s not stored: %s", rec.request_id, out["store_error"])
+            if self.gw is not None:
+                self.gw.metrics.store_failures.labels("online_pairs").inc()
         if self.tracing is not None:
-            self.tracing.evaluations(rec.request_id, base_s.scores, arm=rec.arm)
-            self.tracing.shadow(res, cand_s.scores)
-        if self.gw.worker is not None:
-            try:
-                await self.gw.worker.call(q.insert_pairs, [pair])
-            except Exception as e:   # losing a stored pair must not stop the controller
-                _log.warning("mirrored pair %s not stored: %s", rec.request_id, e)
+            if out.get("base_scores"):
+                self.tracing.evaluations(rec.request_id, out["base_scores"], arm=rec.arm)
+            self.tracing.shadow(res, out.get("candidate_scores"))
         cohorts = [rec.cohort] if rec.cohort else []
         if res.error is not None:
             r.monitor.observe_request("candidate", cohorts, error=True)   # shadow errors count as errors
-        elif base_s.failed is not None and cand_s.failed is not None:
-            r.monitor.observe_pair(cohorts, base_failed=base_s.failed, candidate_failed=cand_s.failed)
+        elif out["base_failed"] is not None and out["candidate_failed"] is not None:
+            r.monitor.observe_pair(cohorts, base_failed=out["base_failed"], candidate_failed=out["candidate_failed"])
             # No decision here: deciding after every pair rebuilt every interval (the p99 sequence sorts
             # its whole history) 200 times a second at 200 RPS and stalled the gateway's loop (mirrored
             # primary p99 2.7 s vs 0.69 s with decisions on the tick only; bench/mirror_overhead.py).
@@ -288,6 +296,9 @@ class ReleaseControl:
     async def _loop(self) -> None:
         while True:
             await asyncio.sleep(self.tick_s)
+            if self.gw is not None:
+                for name, r in self._routes.items():
+                    self.gw.metrics.scoring_pending.labels(name).set(r.pending)
             for name in list(self._routes):
                 try:
                     await self.decide(name)

@@ -34,6 +34,14 @@ class Metrics:
         self.log_dropped = Counter("tunegate_gateway_log_dropped", "Request-log records dropped.", registry=r)
         self.hook_errors = Counter("tunegate_gateway_hook_errors", "Request hooks that raised.", registry=r)
         self.reloads = Counter("tunegate_gateway_reloads", "Rollout/config reloads applied.", ["kind"], registry=r)
+        self.mirror_dropped = Counter("tunegate_gateway_mirror_dropped",
+                                      "Requests not mirrored because the route's mirror queue was full.",
+                                      ["route"], registry=r)
+        self.scoring_dropped = Counter("tunegate_gateway_scoring_dropped",
+                                       "Answers not scored online because the route's scoring backlog was full "
+                                       "(kind: live or pair).", ["route", "kind"], registry=r)
+        self.scoring_pending = Gauge("tunegate_gateway_scoring_pending",
+                                     "Answers waiting for or in online scoring, per route.", ["route"], registry=r)
         self.share = Gauge("tunegate_gateway_arm_share_percent", "Effective traffic share per arm.",
                            ["route", "arm"], registry=r)
 

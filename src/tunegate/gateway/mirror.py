@@ -2,7 +2,8 @@
 
 Off the request path by construction: the gateway calls request hooks only after the client has
 its answer, and :meth:`Mirror.offer` only samples and ``put_nowait``\\ s into a bounded queue — when
-the queue is full the request is dropped and counted (``dropped``), never waited for. A fixed number
+the queue is full the request is dropped and counted (``dropped``, and
+``tunegate_gateway_mirror_dropped`` in /metrics), never waited for. A fixed number
 of worker tasks send the shadow calls with their own timeout; a shadow failure (error, timeout,
 hang) is counted and reported as a pair with ``candidate_error``, and never touches the primary.
 The shadow's reply is never returned to anyone but the scorer.
@@ -106,6 +107,7 @@ class Mirror:
             self._queue.put_nowait(rec)
         except asyncio.QueueFull:
             self.stats.dropped += 1
+            self.gw.metrics.mirror_dropped.labels(self.route).inc()
             return False
         self.stats.enqueued += 1
         return True

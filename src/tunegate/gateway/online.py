@@ -1,10 +1,10 @@
-"""Online scoring: the route's evaluator suite, in worker processes, on live and mirrored answers.
+"""Online scoring's data: live and mirrored answers as golden-dataset rows, and the stored pairs.
 
 The evaluators are the offline gate's (same registry, same names, same configuration, so the same
-identities — recorded on every pair) and run in a process pool, never in the gateway's event loop
-or under its GIL: a slow model-based evaluator cannot slow a request. Each worker builds the suite
-once (pool initializer). A request becomes a golden-dataset row (:func:`example_row`: messages,
-the route's schema, tools, cohort) so the pairs are "a dataset like any other":
+identities — recorded on every pair) and run in worker processes (:mod:`tunegate.gateway.scoring`,
+batched), never in the gateway's event loop or under its GIL. A request becomes a golden-dataset
+row (:func:`example_row`: messages, the route's schema, tools, cohort) so the pairs are "a dataset
+like any other":
 :func:`mirror_runs` returns them as two aligned score tables for ``tunegate gate --mirror``.
 
 A request carries no reference answer, so evaluators that need one (``tool_selection``,
@@ -18,61 +18,20 @@ records why (:data:`REFERENCE_ERROR` in its metadata) and every evaluator skips 
 
 from __future__ import annotations
 
-import asyncio
 import json
-import multiprocessing
 from collections.abc import Sequence
-from concurrent.futures import ProcessPoolExecutor
-from dataclasses import dataclass
 from typing import Any
 
 from tunegate.store import online as q
 from tunegate.store.sqlite import Store
 
-__all__ = ["REFERENCE_ERROR", "REFERENCE_KEYS", "OnlineScorer", "SideScore", "example_row", "failed", "mirror_runs",
-           "output_of", "reference_of", "store_mirror_runs"]
+__all__ = ["REFERENCE_ERROR", "REFERENCE_KEYS", "example_row", "failed", "mirror_runs", "output_of", "reference_of",
+           "store_mirror_runs"]
 
 #: The dataset-row fields a client may supply in ``metadata.reference``.
 REFERENCE_KEYS = ("expected", "expected_tool_calls", "schema", "context")
 #: Row-metadata key naming why a request's reference was refused (its pair is then skipped).
 REFERENCE_ERROR = "reference_error"
-
-#: The evaluator suite of this worker process (built once by the pool initializer).
-_SUITE: list[Any] = []
-
-
-def _init_worker(spec: str | list[str]) -> None:
-    from tunegate.evaluators.registry import load_suite
-
-    _SUITE[:] = load_suite(spec)
-
-
-def _score(example: dict[str, Any], outputs: list[dict[str, Any] | None]) -> list[dict[str, dict[str, Any]]]:
-    """Score each output of one row with the worker's suite; None (no output) scores nothing."""
-    from tunegate.core.example import Example
-    from tunegate.core.result import ModelOutput
-    from tunegate.evaluators.base import EvalContext
-
-    ex = Example.model_validate(example)
-    refused = ex.metadata.get(REFERENCE_ERROR)
-    out: list[dict[str, dict[str, Any]]] = []
-    for o in outputs:
-        if o is None:
-            out.append({})
-            continue
-        if refused is not None:   # no judgement against a reference the client got wrong
-            out.append({ev.name: ev.skipped(f"malformed metadata.reference: {refused}").model_dump(mode="json")
-                        for ev in _SUITE})
-            continue
-        ctx = EvalContext(example=ex, output=ModelOutput.model_validate(o))
-        out.append({ev.name: ev.evaluate(ctx).model_dump(mode="json") for ev in _SUITE})
-    return out
-
-
-def _identities(spec: str | list[str]) -> list[dict[str, Any]]:
-    from tunegate.evaluators.registry import load_suite
-
-    return [ev.identity() for ev in load_suite(spec)]
 
 
 def _text(content: Any) -> str:
@@ -172,40 +131,6 @@ def failed(scores: dict[str, dict[str, Any]]) -> bool | None:
     if not judged:
         return None
     return any(s.get("passed") is False for s in judged)
-
-
-@dataclass(frozen=True)
-class SideScore:
-    scores: dict[str, dict[str, Any]]
-
-    @property
-    def failed(self) -> bool | None:
-        return failed(self.scores)
-
-
-class OnlineScorer:
-    """A process pool holding the route's evaluator suite (``spec``: names, "a,b" or a suite YAML)."""
-
-    def __init__(self, spec: str | list[str], *, workers: int = 1) -> None:
-        self.spec = spec
-        self.identities = _identities(spec)          # fails fast (UserError) on an unknown evaluator
-        ctx = multiprocessing.get_context("spawn")   # never fork a process that runs threads
-        self._pool = ProcessPoolExecutor(max_workers=workers, mp_context=ctx, initializer=_init_worker,
-                                         initargs=(spec,))
-        self.scored = 0
-
-    async def score(self, example: dict[str, Any], outputs: list[dict[str, Any] | None]) -> list[SideScore]:
-        loop = asyncio.get_running_loop()
-        res = await loop.run_in_executor(self._pool, _score, example, outputs)
-        self.scored += sum(o is not None for o in outputs)
-        return [SideScore(r) for r in res]
-
-    def warm(self, timeout_s: float = 120.0) -> None:
-        """Start the workers now (spawning and importing takes seconds) rather than on the first pair."""
-        self._pool.submit(_score, {"id": "warm", "input": "x"}, [None]).result(timeout=timeout_s)
-
-    def close(self) -> None:
-        self._pool.shutdown(wait=False, cancel_futures=True)
 
 
 def mirror_runs(store: Store, route: str) -> dict[str, Any]:

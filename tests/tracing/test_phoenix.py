@@ -1,8 +1,8 @@
 """Spans reach a real Phoenix over OTLP/HTTP and read back through Phoenix's own client.
 
-Phoenix (``arize-phoenix``, extra ``phoenix``: ~80 packages, so not installed by ``make test``) is
+Phoenix (``arize-phoenix``, extra ``phoenix``, installed by ``make install``/``make test``) is
 started by the test on 127.0.0.1 with free ports and a temporary working directory, telemetry off.
-Skips with a reason when Phoenix is not importable.
+Skips with a reason when Phoenix is not importable (an install without the extra).
 """
 
 from __future__ import annotations

@@ -278,6 +278,9 @@ class ReleaseDemo:
         self.emit(f"4 replay  {st['sent']} train/dev requests at {self.o.rate:g}/s via the openai SDK: {st['ok']} ok, "
                   f"{st['errors']} errors; answered by {arms}; {pairs['scored']} mirrored pairs scored "
                   f"({self.times.wall_s['replay']:.0f}s)")
+        if pairs["by_cohort"]:
+            self.emit("          mirrored pairs failed (incumbent / candidate of n): " + ", ".join(
+                f"{c} {v['base_failed']}/{v['candidate_failed']} of {v['n']}" for c, v in pairs["by_cohort"].items()))
         if ctl:
             for e in ctl:
                 self.emit(f"          controller: {e['action']} {e['arm']} {e['from_percent']:g}% → "
@@ -292,9 +295,16 @@ class ReleaseDemo:
 
         rows = pair_rows(self.store, self.o.route)
         scored = [p for p in rows if p["base_failed"] is not None and p["candidate_failed"] is not None]
+        by: dict[str, dict[str, int]] = defaultdict(lambda: {"n": 0, "base_failed": 0, "candidate_failed": 0})
+        for p in scored:
+            c = by[str(p["cohort"] or "-")]
+            c["n"] += 1
+            c["base_failed"] += int(bool(p["base_failed"]))
+            c["candidate_failed"] += int(bool(p["candidate_failed"]))
         return {"stored": len(rows), "scored": len(scored),
-                "base_failed": sum(int(bool(p["base_failed"])) for p in scored),
-                "candidate_failed": sum(int(bool(p["candidate_failed"])) for p in scored)}
+                "base_failed": sum(c["base_failed"] for c in by.values()),
+                "candidate_failed": sum(c["candidate_failed"] for c in by.values()),
+                "by_cohort": {k: dict(v) for k, v in sorted(by.items())}}
 
     def _settle(self) -> dict[str, Any]:
         """Wait (bounded) until the mirrored calls the replay caused are scored and stored."""
@@ -316,7 +326,17 @@ class ReleaseDemo:
         if self.result.get("rollout", {}).get("percent", 0) <= 0:
             return "nothing was promoted, so there is nothing to ramp; mirrored pairs can still trigger a rollback"
         n = len(list_decisions(self.store, self.o.route))
-        return f"{n} decisions recorded; the step's evidence (release-policy.yaml) was not complete"
+        need = ""
+        pol = self.o.folder / "release-policy.yaml"
+        if pol.exists():
+            from tunegate.core.release_policy import load_release_policy
+
+            rp = load_release_policy(pol)
+            step = rp.step_needs(0)
+            need = (f"; a ramp from {rp.steps[0].percent:g}% needs {step.min_pairs} pairs, {step.min_requests} "
+                    f"candidate requests, {step.min_duration_s:g}s and every ramp_when upper bound within its limit")
+        return (f"{n} decisions; no rollback bound was crossed and the ramp evidence of release-policy.yaml "
+                f"was not complete{need}")
 
     # -- 5. report ------------------------------------------------------------------------------
     def report(self) -> None:

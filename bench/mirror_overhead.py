@@ -1,17 +1,19 @@
 """Does mirroring slow the primary path? And how fast is online scoring?
 
-1. Mirroring overhead: `tunegate serve` (uvicorn + uvloop, its own process) in front of a stub
-   upstream with a fixed 20 ms latency (another process). An open-loop generator (requests sent at
-   fixed times, latency measured from the *scheduled* send time, so queueing is not hidden) runs at
+1. Mirroring overhead: `tunegate serve` (uvicorn + uvloop, its own process, pinned to core 1 with
+   its scoring worker) in front of two stub upstreams (primary, shadow) with a fixed 20 ms latency.
+   an open-loop raw-socket generator (its own process, pinned to core 0 with the stubs; requests sent at fixed
+   times, latency measured from the *scheduled* send time, so queueing is not hidden) runs at
    ``--rps`` for ``--seconds``, once with mirroring off (no release file) and once with 100% of the
-   traffic mirrored to a shadow arm and both answers scored with ``json_validation`` in the scoring
-   process. Reported: primary p50/p99 latency of each run and the p99 ratio (on / off), same machine,
-   same run. The issue's goal: the ratio stays below 1.05.
-2. Online scoring throughput (pairs/s, one scoring process, batched as the gateway batches): the deterministic suite
-   (json_validation, tool_selection, token_f1) and a model-based suite (answer_relevancy: the
-   bundled MiniLM embeddings; pii: presidio + spaCy), on synthetic pairs.
+   traffic mirrored to the shadow arm and both answers scored with ``json_validation`` — ``--repeat``
+   such pairs. Reported per run: primary p50/p99, the p99 ratio (on / off), CPU ms per request of the
+   gateway process and of its scoring worker (load-independent), pairs stored, drops (mirror queue,
+   scoring backlog) and the seconds SIGTERM took. The issue's goal: the ratio stays below 1.05.
+2. Online scoring throughput (pairs/s, one scoring process, batched as the gateway batches): the
+   deterministic suite (json_validation, tool_selection, token_f1) and a model-based suite
+   (answer_relevancy: the bundled MiniLM embeddings; pii: presidio + spaCy), on synthetic pairs.
 
-Run: ``python bench/mirror_overhead.py [--rps 200 --seconds 20]``; results in
+Run: ``python bench/mirror_overhead.py [--rps 200 --seconds 20 --repeat 3]``; results in
 bench/results/mirror_overhead.json. The machine's load average is printed beside the figures.
 """
 
@@ -21,6 +23,7 @@ import argparse
 import asyncio
 import json
 import os
+import shutil
 import socket
 import subprocess
 import sys
@@ -29,7 +32,6 @@ import time
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import yaml
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -58,40 +60,105 @@ def _wait_up(url: str, proc: subprocess.Popen[bytes], timeout: float = 120) -> N
     raise RuntimeError("gateway did not start")
 
 
-async def _load(url: str, rps: float, seconds: float) -> tuple[list[float], int]:
-    """Open loop: a dispatcher starts request i at t0 + i/rps whatever the earlier ones are doing."""
-    import httpx
+def _pin(core: int | None) -> list[str]:
+    if core is None or not shutil.which("taskset") or (os.cpu_count() or 1) < 2:
+        return []
+    return ["taskset", "-c", str(core)]
+
+
+def _load(port: int, rps: float, seconds: float, core: int | None) -> dict[str, Any]:
+    """Run the open-loop generator (:func:`_generate`) in its own process, pinned to ``core``."""
+    args = [sys.executable, __file__, "_load", str(port), str(rps), str(seconds)]
+    out = subprocess.run(_pin(core) + args, check=True, capture_output=True, text=True, cwd=ROOT).stdout
+    return dict(json.loads(out.strip().splitlines()[-1]))
+
+
+async def _generate(port: int, rps: float, seconds: float, timeout: float = 30.0) -> dict[str, Any]:
+    """Open loop on raw keep-alive sockets (bench/gateway.py's generator, timed with perf_counter:
+    uvloop's ``loop.time()`` has millisecond steps, coarser than 5% of a 35 ms p99): request i is
+    due at t0 + i/rps whatever the earlier ones are doing, and its latency counts from that due
+    time, so queueing (in the gateway or in this generator) is never hidden."""
+    body = json.dumps({"model": "support", "messages": [{"role": "user", "content": "ping"}]}).encode()
+    req = (f"POST /v1/chat/completions HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
+           f"Content-Length: {len(body)}\r\n\r\n").encode() + body
+    pool: list[tuple[asyncio.StreamReader, asyncio.StreamWriter]] = []
+    lat: list[float] = []
+    lag: list[float] = []
+    errors: dict[str, int] = {}
+    clock = time.perf_counter
+
+    async def one(at: float) -> None:
+        lag.append(clock() - at)
+        conn = pool.pop() if pool else None
+        try:
+            async with asyncio.timeout(timeout):
+                if conn is None:
+                    conn = await asyncio.open_connection("127.0.0.1", port)
+                r, w = conn
+                w.write(req)
+                head = await r.readuntil(b"\r\n\r\n")
+                low = head.lower()
+                j = low.find(b"content-length:")
+                await r.readexactly(int(low[j + 15:].split(b"\r\n", 1)[0]))
+                status = int(head.split(b" ", 2)[1])
+            if status == 200:
+                lat.append(clock() - at)
+            else:
+                errors[f"http_{status}"] = errors.get(f"http_{status}", 0) + 1
+            pool.append(conn)
+        except (TimeoutError, OSError, asyncio.IncompleteReadError, ValueError) as e:
+            errors[type(e).__name__] = errors.get(type(e).__name__, 0) + 1
+            if conn is not None:
+                conn[1].close()
 
     n = int(rps * seconds)
-    lat: list[float] = []
-    errors = 0
-    body = {"model": "support", "messages": [{"role": "user", "content": "hello"}]}
-    async with httpx.AsyncClient(timeout=30, limits=httpx.Limits(max_connections=200,
-                                                                max_keepalive_connections=200)) as client:
-        async def one(i: int, at: float) -> None:
-            nonlocal errors
-            try:
-                r = await client.post(url + "/v1/chat/completions", json=body, headers={"x-tunegate-user": f"u{i}"})
-                if r.status_code != 200:
-                    errors += 1
-            except httpx.HTTPError:
-                errors += 1
-            lat.append((time.perf_counter() - at) * 1000)
+    t0 = clock() + 0.05
+    tasks = []
+    for i in range(n):
+        at = t0 + i / rps
+        delay = at - clock()
+        if delay > 0:
+            await asyncio.sleep(delay)
+        tasks.append(asyncio.ensure_future(one(at)))
+    await asyncio.gather(*tasks)
+    elapsed = clock() - t0
+    for _, w in pool:
+        w.close()
+    lat.sort()
+    lag.sort()
 
-        tasks = []
-        t0 = time.perf_counter()
-        for i in range(n):
-            at = t0 + i / rps
-            delay = at - time.perf_counter()
-            if delay > 0:
-                await asyncio.sleep(delay)
-            tasks.append(asyncio.create_task(one(i, at)))
-        await asyncio.gather(*tasks)
-    return lat, errors
+    def pct(xs: list[float], p: float) -> float | None:
+        return round(xs[min(len(xs) - 1, int(p * len(xs)))] * 1000, 3) if xs else None
+
+    return {"sent": n, "ok": len(lat), "errors": errors, "achieved_rps": round(len(lat) / elapsed, 1),
+            "p50_ms": pct(lat, 0.5), "p99_ms": pct(lat, 0.99), "max_ms": pct(lat, 1.0),
+            "generator_lag_p99_ms": pct(lag, 0.99)}
+
+
+def _cpu_s(pids: list[int]) -> float:
+    """User + system CPU seconds of processes (a load-independent cost measure)."""
+    total = 0
+    for p in pids:
+        try:
+            f = Path(f"/proc/{p}/stat").read_text().rsplit(")", 1)[1].split()
+            total += int(f[11]) + int(f[12])
+        except OSError:
+            pass
+    return total / os.sysconf("SC_CLK_TCK")
+
+
+def _children(pid: int) -> list[int]:
+    out = subprocess.run(["pgrep", "-P", str(pid)], capture_output=True, text=True).stdout
+    return [int(p) for p in out.split()]
+
+
+def _metric(text: str, name: str) -> float:
+    return sum(float(line.rsplit(" ", 1)[1]) for line in text.splitlines() if line.startswith(name))
 
 
 def run_gateway(tmp: Path, upstream: str, mirror: bool, rps: float, seconds: float, *,
-                shadow_upstream: str | None = None) -> dict[str, Any]:
+                shadow_upstream: str | None = None, gw_core: int | None = 1, gen_core: int | None = 0,
+                scorer_core: int | None = 0, scorer_workers: int = 1) -> dict[str, Any]:
     for arm, url in (("base", upstream), ("shadow", shadow_upstream or upstream)):
         (tmp / f"{arm}.yaml").write_text(yaml.safe_dump({"name": arm, "backend": "openai", "model": "m",
                                                          "base_url": url, "params": {"max_tokens": 16}}))
@@ -101,29 +168,56 @@ def run_gateway(tmp: Path, upstream: str, mirror: bool, rps: float, seconds: flo
     (tmp / "policy.yaml").write_text("steps: [100]\nrollback_when: {fail_rate: {max_increase: 0.0}}\n")
     (tmp / "release.yaml").write_text(yaml.safe_dump({"routes": [{
         "route": "support", "arm": "shadow", "policy": "policy.yaml", "evaluators": ["json_validation"],
-        "mirror": {"share": 1.0, "queue": 5000, "concurrency": 8}, "score_live": False}]}))
+        "mirror": {"share": 1.0, "queue": 5000, "concurrency": 8}, "score_live": False}],
+        "scorer_workers": scorer_workers}))
     port = _free_port()
-    cmd = [sys.executable, "-m", "tunegate.cli.main", "--db", str(tmp / f"db-{mirror}.sqlite"), "serve",
-           "--config", str(tmp / "gateway.yaml"), "--port", str(port)]
+    db = tmp / f"db-{mirror}-{time.time_ns()}.sqlite"
+    cmd = ["--db", str(db), "serve", "--config", str(tmp / "gateway.yaml"), "--port", str(port)]
     if mirror:
         cmd += ["--release", str(tmp / "release.yaml")]
     log = (tmp / f"gateway-{mirror}.log").open("wb")   # a file, never a pipe nobody reads
-    proc = subprocess.Popen([sys.executable, "-c", "from tunegate.cli.main import entry; entry()", *cmd[3:]],
-                            cwd=ROOT, stdout=log, stderr=subprocess.STDOUT)
+    proc = subprocess.Popen([*_pin(gw_core), sys.executable, "-c", "from tunegate.cli.main import entry; entry()",
+                             *cmd], cwd=ROOT, stdout=log, stderr=subprocess.STDOUT)
     try:
         url = f"http://127.0.0.1:{port}"
         _wait_up(url, proc)
         print(f"  gateway up (mirror={mirror}), warming up", flush=True)
-        asyncio.run(_load(url, rps, 2.0))            # warm-up (connections, scorer spawn)
+        _load(port, rps, 2.0, gen_core)            # warm-up (connections, scorer spawn)
         time.sleep(3.0)
-        lat, errors = asyncio.run(_load(url, rps, seconds))
+        load_before = os.getloadavg()[0]
+        kids = _children(proc.pid)   # the scoring worker (spawned at the first job)
+        if gen_core is not None and scorer_core is not None:
+            for k in kids:   # the gateway keeps core 1 to itself; the scorer goes with the generator
+                os.sched_setaffinity(k, {scorer_core})
+        gw0, sc0 = _cpu_s([proc.pid]), _cpu_s(kids)
+        res = _load(port, rps, seconds, gen_core)
+        time.sleep(1.0)   # the last pairs reach the store
+        gw1, sc1 = _cpu_s([proc.pid]), _cpu_s(kids)
+        import httpx
+
+        metrics = httpx.get(url + "/metrics", timeout=10).text
     finally:
         proc.terminate()
+        t = time.perf_counter()
         proc.wait(timeout=30)
+        exit_s = time.perf_counter() - t
         log.close()
-    a = np.asarray(lat)
-    return {"mirror": mirror, "requests": len(lat), "errors": errors, "p50_ms": float(np.quantile(a, 0.5)),
-            "p99_ms": float(np.quantile(a, 0.99)), "load": os.getloadavg()[0]}
+    pairs = 0
+    if mirror:
+        import sqlite3
+
+        with sqlite3.connect(db) as con:
+            pairs = con.execute("SELECT count(*) FROM online_pairs").fetchone()[0]
+    n = max(1, res["ok"])
+    return {"mirror": mirror, "requests": res["sent"], "ok": res["ok"], "errors": res["errors"],
+            "achieved_rps": res["achieved_rps"], "p50_ms": res["p50_ms"], "p99_ms": res["p99_ms"],
+            "max_ms": res["max_ms"], "generator_lag_p99_ms": res["generator_lag_p99_ms"],
+            "gateway_cpu_ms_per_request": round((gw1 - gw0) * 1000 / n, 3),
+            "scorer_cpu_ms_per_request": round((sc1 - sc0) * 1000 / n, 3),
+            "pairs_stored": pairs, "mirror_dropped": _metric(metrics, "tunegate_gateway_mirror_dropped_total"),
+            "scoring_dropped": _metric(metrics, "tunegate_gateway_scoring_dropped_total"),
+            "sigterm_exit_s": round(exit_s, 2), "load_before": round(load_before, 2),
+            "load_after": round(os.getloadavg()[0], 2)}
 
 
 def scoring_throughput(suite: list[str], n: int) -> dict[str, Any]:
@@ -158,11 +252,18 @@ def main() -> int:
     ap.add_argument("--pairs", type=int, default=300)
     ap.add_argument("--skip-model-suite", action="store_true")
     ap.add_argument("--scoring-only", action="store_true", help="only the online scoring throughput part")
+    ap.add_argument("--repeat", type=int, default=1, help="pairs of runs (off, on)")
+    ap.add_argument("--no-pin", action="store_true", help="do not pin processes to cores (taskset)")
+    ap.add_argument("--scorer-workers", type=int, default=1)
+    ap.add_argument("--scorer-core", type=int, default=0, choices=[0, 1],
+                    help="core of the scoring worker when pinned (1: shares the gateway's core)")
     ap.add_argument("--out", default="bench/results/mirror_overhead.json")
     args = ap.parse_args()
-    out: dict[str, Any] = {"rps": args.rps, "seconds": args.seconds, "upstream_latency_ms": 20}
+    out: dict[str, Any] = {"rps": args.rps, "seconds": args.seconds, "upstream_latency_ms": 20,
+                           "load_at_start": [round(x, 2) for x in os.getloadavg()]}
     if not args.scoring_only:
-        out |= mirroring(args.rps, args.seconds)
+        out |= mirroring(args.rps, args.seconds, args.repeat, not args.no_pin, args.scorer_workers,
+                         args.scorer_core)
     suites = [["json_validation", "tool_selection", "token_f1"]]
     if not args.skip_model_suite:
         suites.append(["answer_relevancy", "pii"])
@@ -176,12 +277,12 @@ def main() -> int:
     return 0
 
 
-def _start_stub(delay_ms: float) -> tuple[subprocess.Popen[bytes], str]:
+def _start_stub(delay_ms: float, core: int | None) -> tuple[subprocess.Popen[bytes], str]:
     """The uvloop stub of bench/gateway.py (a stdlib threaded server saturates near 200 RPS and would
     measure itself), answering valid JSON for the route's schema."""
     port = _free_port()
-    proc = subprocess.Popen([sys.executable, str(ROOT / "bench" / "gateway.py"), "_stub", "--port", str(port),
-                             "--delay-ms", str(delay_ms), "--content", '{"answer": "ok"}'], cwd=ROOT)
+    proc = subprocess.Popen([*_pin(core), sys.executable, str(ROOT / "bench" / "gateway.py"), "_stub", "--port",
+                             str(port), "--delay-ms", str(delay_ms), "--content", '{"answer": "ok"}'], cwd=ROOT)
     deadline = time.time() + 30
     while time.time() < deadline:
         with socket.socket() as s:
@@ -192,25 +293,47 @@ def _start_stub(delay_ms: float) -> tuple[subprocess.Popen[bytes], str]:
     raise RuntimeError("stub did not start")
 
 
-def mirroring(rps: float, seconds: float) -> dict[str, Any]:
+def mirroring(rps: float, seconds: float, repeat: int, pin: bool, scorer_workers: int,
+              scorer_core: int | None) -> dict[str, Any]:
+    """``repeat`` pairs of runs (off, then on), each pair on the same machine within a minute."""
+    gw_core, gen_core = (1, 0) if pin else (None, None)
     # Primary and shadow have their own upstream processes, as in production (a shadow is another
     # deployment); both answer after 20 ms.
-    base_proc, base_url = _start_stub(20.0)
-    shadow_proc, shadow_url = _start_stub(20.0)
+    base_proc, base_url = _start_stub(20.0, gen_core)
+    shadow_proc, shadow_url = _start_stub(20.0, gen_core)
+    runs: list[dict[str, Any]] = []
     try:
         with tempfile.TemporaryDirectory() as d:
-            off = run_gateway(Path(d), base_url, False, rps, seconds, shadow_upstream=shadow_url)
-            on = run_gateway(Path(d), base_url, True, rps, seconds, shadow_upstream=shadow_url)
+            for i in range(repeat):
+                off = run_gateway(Path(d), base_url, False, rps, seconds, shadow_upstream=shadow_url,
+                                  gw_core=gw_core, gen_core=gen_core, scorer_workers=scorer_workers)
+                on = run_gateway(Path(d), base_url, True, rps, seconds, shadow_upstream=shadow_url,
+                                 gw_core=gw_core, gen_core=gen_core, scorer_core=scorer_core,
+                                 scorer_workers=scorer_workers)
+                ratio = on["p99_ms"] / off["p99_ms"] if on["p99_ms"] and off["p99_ms"] else None
+                runs.append({"mirror_off": off, "mirror_on": on, "p99_ratio_on_off": ratio})
+                print(f"open loop {rps:g} RPS x {seconds:g} s, stub 20 ms, run {i + 1}/{repeat}:")
+                for r in (off, on):
+                    print(f"  mirroring {'100%' if r['mirror'] else 'off '}: p50 {r['p50_ms']} ms  p99 {r['p99_ms']} ms"
+                          f"  ok {r['ok']}/{r['requests']}  gateway CPU {r['gateway_cpu_ms_per_request']} ms/req"
+                          f"  scorer CPU {r['scorer_cpu_ms_per_request']} ms/req  pairs {r['pairs_stored']}"
+                          f"  dropped {r['mirror_dropped']:g}+{r['scoring_dropped']:g}"
+                          f"  (load {r['load_before']:.1f} -> {r['load_after']:.1f})", flush=True)
+                print(f"  primary p99 ratio on/off: {ratio if ratio is None else round(ratio, 3)}", flush=True)
     finally:
         base_proc.terminate()
         shadow_proc.terminate()
-    print(f"open loop {rps:g} RPS x {seconds:g} s, stub 20 ms:")
-    for r in (off, on):
-        print(f"  mirroring {'100%' if r['mirror'] else 'off '}: p50 {r['p50_ms']:.1f} ms  p99 {r['p99_ms']:.1f} ms  "
-              f"errors {r['errors']}/{r['requests']}  (load {r['load']:.1f})")
-    ratio = on["p99_ms"] / off["p99_ms"]
-    print(f"  primary p99 ratio on/off: {ratio:.3f}")
-    return {"mirror_off": off, "mirror_on": on, "p99_ratio_on_off": ratio}
+    ratios: list[float] = sorted(r["p99_ratio_on_off"] for r in runs if r["p99_ratio_on_off"] is not None)
+    where = "with the gateway" if scorer_core == 1 else f"on core {scorer_core}"
+    return {"pinning": f"gateway taskset -c 1, stubs + generator -c 0, scorer {where}" if pin else "none",
+            "scorer_workers": scorer_workers, "runs": runs,
+            "p99_ratio_median": ratios[len(ratios) // 2] if ratios else None}
+
 
 if __name__ == "__main__":
+    if len(sys.argv) == 5 and sys.argv[1] == "_load":
+        import uvloop
+
+        print(json.dumps(uvloop.run(_generate(int(sys.argv[2]), float(sys.argv[3]), float(sys.argv[4])))))
+        raise SystemExit(0)
     raise SystemExit(main())

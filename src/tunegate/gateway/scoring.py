@@ -32,7 +32,7 @@ import multiprocessing
 import os
 import threading
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -196,6 +196,8 @@ class _Feeder:
     def _call(self, jobs: list[dict[str, Any]]) -> list[dict[str, Any]]:
         try:
             if self.proc is None or not self.proc.is_alive():
+                if self.owner.closed:   # never start a worker after close()
+                    return [{"error": "online scorer closed"}] * len(jobs)
                 self._spawn()
             self.conn.send(jobs)
             res: list[dict[str, Any]] = self.conn.recv()
@@ -299,7 +301,7 @@ class OnlineScorer:
             self._wake.set()
         return True
 
-    async def score(self, example: dict[str, Any], outputs: list[dict[str, Any] | None]) -> list[SideScore]:
+    async def score(self, example: dict[str, Any], outputs: Sequence[dict[str, Any] | None]) -> list[SideScore]:
         """Score one row's outputs (batched with whatever else is queued); raises if the worker failed."""
         loop = asyncio.get_running_loop()
         fut: asyncio.Future[dict[str, Any]] = loop.create_future()
@@ -308,7 +310,7 @@ class OnlineScorer:
             if not fut.done():
                 fut.set_result(res)
 
-        if not self.submit({"kind": "score", "example": example, "outputs": outputs}, done, loop):
+        if not self.submit({"kind": "score", "example": example, "outputs": list(outputs)}, done, loop):
             raise RuntimeError("online scorer is closed")
         res = await fut
         if "error" in res:

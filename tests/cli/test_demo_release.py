@@ -132,5 +132,20 @@ def test_demo_runs_the_whole_release_story(tmp_path: Path) -> None:
 
 def test_demo_refuses_a_folder_without_data(tmp_path: Path) -> None:
     (tmp_path / "gateway.yaml").write_text("version: 1\nroutes: []\n")
+    (tmp_path / "release.yaml").write_text("routes: []\n")
     assert main(["--db", str(tmp_path / "t.db"), "demo", "--dir", str(tmp_path), "--report-dir",
                  str(tmp_path / "o")]) == 2
+
+
+@pytest.mark.slow
+def test_an_example_without_release_yaml_runs_the_tune_and_gate_demo(tmp_path: Path) -> None:
+    """``--dir examples/support`` (no release.yaml): tune and gate only, no gateway is started."""
+    out = tmp_path / "out"
+    with OpenAIServer(default=_responder) as srv:
+        _example(tmp_path / "ex", srv.base_url)
+        (tmp_path / "ex" / "release.yaml").unlink()
+        code = main(["--db", str(tmp_path / "t.db"), "demo", "--dir", str(tmp_path / "ex"), "--report-dir", str(out),
+                     "--method", "gepa", "--budget", "80"])
+    assert code == 0
+    assert (out / "gate" / "verdict.json").exists() and (out / "history.json").exists()
+    assert not (out / "serve").exists() and not (out / "demo.json").exists()

@@ -5,7 +5,7 @@ order: tune a candidate's prompt on train/dev (the embedded SmolLM2-135M-Instruc
 reflection model: no API key, no server), gate it per cohort on the test split, serve it through
 ``tunegate serve`` to the cohorts the verdict allows, replay unseen rows through the gateway while
 the release controller ramps or rolls back, and save the gate report and the rollout dashboard.
-An example without ``gateway.yaml`` (``--dir examples/support``) runs the older tune-and-gate demo.
+An example without ``release.yaml`` (``--dir examples/support``) runs the older tune-and-gate demo.
 A second run is served from the cache and the stored runs (only the replay generates again).
 """
 
@@ -35,8 +35,8 @@ def find_example_dir(name: str = "support") -> Path:
 
 @click.command("demo")
 @click.option("--dir", "example_dir", type=click.Path(file_okay=False), default=None,
-              help="Example folder (default examples/release). With gateway.yaml: the whole release story; "
-                   "without (examples/support): tune and gate only.")
+              help="Example folder (default examples/release). With gateway.yaml and release.yaml: the whole release "
+                   "story; without release.yaml (examples/support): tune and gate only.")
 @click.option("--report-dir", type=click.Path(file_okay=False), default="tunegate-report", show_default=True)
 @click.option("--method", default="promptwizard", show_default=True,
               help="Prompt optimizer that produces the candidate (gepa, protegi, promptwizard or a plugin's).")
@@ -51,7 +51,7 @@ def demo_command(obj: common.Context, example_dir: str | None, report_dir: str, 
                  replay_rows: int, rate: float) -> int:
     """Tune a candidate, gate it per cohort, canary it through the gateway, replay traffic, write the reports."""
     folder = Path(example_dir) if example_dir else find_example_dir("release")
-    if not (folder / "gateway.yaml").exists():
+    if not (folder / "release.yaml").exists():   # examples/support: no release controller, tune and gate only
         return _tune_and_gate_demo(obj, folder, report_dir, method, budget or 100)
     from tunegate.cli.demo_release import DemoOptions, ReleaseDemo
 

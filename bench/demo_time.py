@@ -17,6 +17,11 @@ says little). ``make install`` is not timed here (it needs a fresh venv); add it
 ``time make install``.
 
     python bench/demo_time.py [--keep-model] [--out bench/results/demo_time.json] [-- demo args...]
+    python bench/demo_time.py --record fresh=out1/demo.json --record cached=out2/demo.json --note "..."
+
+``--record`` writes the same result file from ``demo.json`` files of ``tunegate demo`` runs made by
+hand (their own step timings and load averages), marked ``"source": "recorded"`` with the note
+saying how the store and model cache were prepared.
 """
 
 from __future__ import annotations
@@ -53,25 +58,49 @@ def _run(label: str, env: dict[str, str], out: Path, extra: list[str]) -> dict[s
     if demo.exists():
         d = json.loads(demo.read_text())
         res["steps_s"] = d.get("wall_s")
-        res["outcome"] = {"decision": d.get("gate", {}).get("decision"),
-                          "allowed_cohorts": d.get("gate", {}).get("allowed_cohorts"),
-                          "tune": {k: d.get("tune", {}).get(k) for k in ("improved", "seed_dev", "best_dev",
-                                                                          "metric_calls", "cached_rows")},
-                          "promoted_percent": d.get("rollout", {}).get("percent"),
-                          "refused": d.get("rollout", {}).get("refused"),
-                          "replay": {k: d.get("replay", {}).get(k) for k in ("sent", "ok", "errors", "pairs")},
-                          "controller": d.get("replay", {}).get("controller")}
+        res["outcome"] = _summary(d)
     print(f"{label}: {wall:.0f}s process wall, steps {res.get('steps_s')}, load {load0[0]:.2f} → {load1[0]:.2f}",
           flush=True)
     return res
+
+
+def _summary(d: dict[str, Any]) -> dict[str, Any]:
+    return {"decision": d.get("gate", {}).get("decision"),
+            "allowed_cohorts": d.get("gate", {}).get("allowed_cohorts"),
+            "tune": {k: d.get("tune", {}).get(k) for k in ("improved", "seed_dev", "best_dev", "metric_calls",
+                                                            "cached_rows")},
+            "promoted_percent": d.get("rollout", {}).get("percent"), "refused": d.get("rollout", {}).get("refused"),
+            "replay": {k: d.get("replay", {}).get(k) for k in ("sent", "ok", "errors", "pairs")},
+            "controller": d.get("replay", {}).get("controller")}
+
+
+def _recorded(items: list[str]) -> list[dict[str, Any]]:
+    runs = []
+    for item in items:
+        label, _, path = item.partition("=")
+        d = json.loads(Path(path).read_text())
+        runs.append({"run": label, "steps_s": d.get("wall_s"), "loadavg": d.get("loadavg"), "outcome": _summary(d)})
+    return runs
 
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--keep-model", action="store_true", help="Reuse the usual model cache (no download).")
     ap.add_argument("--out", default=str(ROOT / "bench" / "results" / "demo_time.json"))
+    ap.add_argument("--record", action="append", default=[], metavar="LABEL=DEMO_JSON",
+                    help="Record demo.json files of runs made by hand instead of running the demo.")
+    ap.add_argument("--note", default="", help="With --record: how the store and model cache were prepared.")
     ap.add_argument("demo_args", nargs="*", help="Extra `tunegate demo` arguments (after --).")
     a = ap.parse_args()
+    base = {"benchmark": "demo_time", "machine": {"node": platform.node(), "cpus": os.cpu_count(),
+                                                  "python": platform.python_version()},
+            "when": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+            "targets_s": {"fresh_including_install": 600, "cached": 120}}
+    if a.record:
+        Path(a.out).write_text(json.dumps(base | {"source": "recorded", "note": a.note,
+                                                  "runs": _recorded(a.record)}, indent=2) + "\n")
+        print(f"wrote {a.out}")
+        return 0
     tmp = Path(tempfile.mkdtemp(prefix="tunegate-demo-bench-"))
     env = {**os.environ, "TUNEGATE_DB": str(tmp / "tunegate.db"), "HF_HUB_OFFLINE": "1",
            "TRANSFORMERS_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false"}
@@ -81,11 +110,8 @@ def main() -> int:
         runs = [_run("fresh", env, tmp / "fresh", a.demo_args), _run("cached", env, tmp / "cached", a.demo_args)]
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
-    result = {"benchmark": "demo_time", "machine": {"node": platform.node(), "cpus": os.cpu_count(),
-                                                    "python": platform.python_version()},
-              "when": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "fresh_model_cache": not a.keep_model,
-              "demo_args": a.demo_args, "targets_s": {"fresh_including_install": 600, "cached": 120},
-              "runs": runs}
+    result = base | {"source": "bench/demo_time.py", "fresh_model_cache": not a.keep_model,
+                     "demo_args": a.demo_args, "runs": runs}
     Path(a.out).parent.mkdir(parents=True, exist_ok=True)
     Path(a.out).write_text(json.dumps(result, indent=2) + "\n")
     print(f"wrote {a.out}")

@@ -41,7 +41,7 @@ def find_example_dir(name: str = "support") -> Path:
 @click.option("--method", default="promptwizard", show_default=True,
               help="Prompt optimizer that produces the candidate (gepa, protegi, promptwizard or a plugin's).")
 @click.option("--budget", type=click.IntRange(min=1), default=None,
-              help="Metric calls the optimizer may spend (default 40 on examples/release, 100 otherwise).")
+              help="Metric calls the optimizer may spend (default 80 on examples/release, 100 otherwise).")
 @click.option("--replay-rows", type=click.IntRange(min=1), default=40, show_default=True,
               help="Requests replayed through the gateway (train/dev rows, never test rows).")
 @click.option("--rate", type=click.FloatRange(min=0, min_open=True), default=1.0, show_default=True,

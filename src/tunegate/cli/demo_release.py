@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import time
 from collections import defaultdict
 from collections.abc import Callable, Iterator
@@ -52,7 +53,7 @@ class DemoOptions:
     out: Path
     db: str | None = None
     method: str = "promptwizard"
-    budget: int = 40                 #: metric calls the optimizer may spend (train/dev rows)
+    budget: int = 80                 #: metric calls the optimizer may spend (train/dev rows)
     reflection_max_tokens: int = 160
     replay_rows: int = 40            #: requests replayed through the gateway
     rate: float = 1.0                #: requests per second (open loop)
@@ -367,6 +368,7 @@ class ReleaseDemo:
     def run(self, prepare: Callable[[], None] | None = None) -> dict[str, Any]:
         """Every step in order; ``prepare`` wraps :meth:`prepare_models` (e.g. with a spinner)."""
         t0 = time.perf_counter()
+        load0 = os.getloadavg()
         (prepare or self.prepare_models)()
         self.plan_tune()
         self.tune()
@@ -379,6 +381,8 @@ class ReleaseDemo:
                 assert self.gateway is not None
                 self.gateway.stop()
         self.result["wall_s"] = self.times.wall_s | {"total": round(time.perf_counter() - t0, 2)}
+        self.result["loadavg"] = {"start": [round(x, 2) for x in load0],
+                                  "end": [round(x, 2) for x in os.getloadavg()], "cpus": os.cpu_count()}
         path = self.o.out / "demo.json"
         path.write_text(json.dumps(self.result, indent=2, default=str) + "\n", encoding="utf-8")
         self.result["path"] = str(path)

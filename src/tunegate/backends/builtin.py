@@ -18,7 +18,8 @@ from tunegate.errors import UserError
 __all__ = ["KNOWN_OPTIONS", "build_local", "build_openai", "register"]
 
 #: Backend options a candidate's ``options`` may carry (not part of its identity).
-KNOWN_OPTIONS = frozenset({"threads", "batch_size", "concurrency", "timeout_s", "max_retries", "dtype"})
+KNOWN_OPTIONS = frozenset({"threads", "batch_size", "concurrency", "timeout_s", "max_retries", "dtype",
+                           "engine"})
 
 
 def _check_options(spec: CandidateSpec) -> None:
@@ -50,16 +51,24 @@ def _str(spec: CandidateSpec, key: str, default: str) -> str:
 
 
 def build_local(spec: CandidateSpec) -> Backend:
-    """transformers on this machine (``threads``, ``batch_size``, ``dtype``; ``TUNEGATE_THREADS``)."""
+    """A model on this machine (``engine``, ``threads``, ``batch_size``, ``dtype``; ``TUNEGATE_THREADS``)."""
     _check_options(spec)
-    from tunegate.backends.local import LocalBackend
+    from tunegate.backends.local import ENGINES, LocalBackend
 
     threads = _int(spec, "threads", None)
     if threads is None and os.environ.get("TUNEGATE_THREADS"):
         threads = int(os.environ["TUNEGATE_THREADS"])
-    batch = _int(spec, "batch_size", 8)
-    return LocalBackend(spec.model, adapter=spec.adapter, threads=threads,
-                        batch_size=8 if batch is None else batch, dtype=_str(spec, "dtype", "auto"))
+    engine = _str(spec, "engine", "fast")
+    if engine not in ENGINES:
+        raise UserError(f"must be one of {', '.join(ENGINES)}, got {engine!r}", file=spec.source,
+                        field="options.engine")
+    try:
+        return LocalBackend(spec.model, adapter=spec.adapter, threads=threads, batch_size=_int(spec, "batch_size", None),
+                            dtype=_str(spec, "dtype", "auto"), engine=engine)
+    except UserError as e:
+        if e.file is None and e.field in ("dtype", "engine", "batch_size", "threads"):
+            raise UserError(e.message, file=spec.source, field=f"options.{e.field}") from None
+        raise
 
 
 def build_openai(spec: CandidateSpec) -> Backend:

@@ -2,6 +2,11 @@
 
 Why these choices (measurements on the 2-core dev machine are in the bench and the tests):
 
+* **Two engines** (``engine=``): ``fast`` (the default, :mod:`tunegate.backends.fastlm`: int8
+  weights and per-token int8 activations, batch-invariant by construction, ~3x the throughput;
+  decision 0013) and ``transformers`` (HF ``generate``; what training uses). The engine and its
+  quantization are part of the backend identity and of the candidate hash. A prompt-learning
+  adapter (soft prompt) always runs on ``transformers``. The rest of this list is about that engine.
 * **float32 by default** (``dtype="auto"``). bf16 is faster at batch 8, but on torch 2.13 /
   transformers 5 its results depend on the batch: with left padding the same greedy request
   gives different text alone and inside a batch, and with SDPA attention a padded row can
@@ -50,9 +55,11 @@ from tunegate.core.hashing import file_digest
 from tunegate.core.result import ModelOutput, Usage
 from tunegate.errors import BackendError, UserError
 
-__all__ = ["AUTO_DTYPE", "DTYPES", "LocalBackend", "SeededSampler", "StopOnStrings"]
+__all__ = ["AUTO_DTYPE", "DTYPES", "ENGINES", "LocalBackend", "SeededSampler", "StopOnStrings", "engine_label"]
 
 DTYPES = ("auto", "float32", "bfloat16", "float16")
+#: ``fast``: the int8 Llama engine (tunegate.backends.fastlm); ``transformers``: HF generate.
+ENGINES = ("fast", "transformers")
 #: What ``dtype="auto"`` means on CPU (see the module docstring for why not bf16).
 AUTO_DTYPE = "float32"
 
@@ -65,6 +72,20 @@ def _is_prompt_learning(adapter: str) -> bool:
         return False
     return isinstance(cfg, dict) and str(cfg.get("peft_type", "")).upper() in {
         "PROMPT_TUNING", "P_TUNING", "PREFIX_TUNING", "MULTITASK_PROMPT_TUNING", "CPT"}
+
+
+def engine_label(engine: str, dtype: str, adapter: str | None) -> str:
+    """The engine as it enters identities: ``fast-w8a8-v1`` or ``transformers-<dtype>``.
+
+    No torch import: the candidate hash calls this. A prompt-learning adapter forces transformers.
+    """
+    if engine not in ENGINES:
+        raise UserError(f"engine must be one of {', '.join(ENGINES)}, got {engine!r}", field="engine")
+    if engine == "fast" and not (adapter is not None and _is_prompt_learning(adapter)):
+        from tunegate.backends.fastlm import FORMAT
+
+        return f"fast-{FORMAT}"
+    return f"transformers-{AUTO_DTYPE if dtype == 'auto' else dtype}"
 
 
 class SeededSampler:
@@ -135,9 +156,14 @@ class LocalBackend:
     kind = "local"
 
     def __init__(self, model: str = DEFAULT_ALIAS, adapter: str | None = None, threads: int | None = None,
-                 batch_size: int = 8, dtype: str = "auto") -> None:
+                 batch_size: int | None = None, dtype: str = "auto", engine: str = "fast") -> None:
         if dtype not in DTYPES:
             raise UserError(f"dtype must be one of {', '.join(DTYPES)}, got {dtype!r}", field="dtype")
+        if engine == "fast" and dtype not in ("auto", "float32"):
+            raise UserError(f"dtype {dtype!r} applies to engine transformers; the fast engine is int8",
+                            field="dtype")
+        if batch_size is None:  # the fast engine drops finished rows, so larger batches cost little
+            batch_size = 16 if engine == "fast" else 8
         if batch_size < 1:
             raise UserError("batch_size must be at least 1", field="batch_size")
         if threads is not None and threads < 1:
@@ -147,6 +173,10 @@ class LocalBackend:
             raise UserError(f"adapter path {adapter!r} does not exist", field="adapter")
         self.model, self.adapter, self.threads = model, adapter, threads
         self.dtype = AUTO_DTYPE if dtype == "auto" else dtype
+        self.engine_label = engine_label(engine, dtype, adapter)
+        self.engine = "fast" if self.engine_label.startswith("fast") else "transformers"
+        if self.engine == "fast":
+            self.dtype = "int8"
         # A prompt-learning adapter (soft prompt) prepends virtual tokens *before* the left padding and
         # PEFT drops position ids, so a padded row's output would depend on its batch: run them one by one.
         self.max_batch = 1 if adapter is not None and _is_prompt_learning(adapter) else batch_size
@@ -155,6 +185,7 @@ class LocalBackend:
         self._identity: dict[str, Any] | None = None
         self._tokenizer: Any = None
         self._model: Any = None
+        self._fast: Any = None
         self._native_tools = False
         self._eos: set[int] = set()
         self._executor: ThreadPoolExecutor | None = None
@@ -177,6 +208,7 @@ class LocalBackend:
             else:
                 ident["model"] = model_digest(self.model)
             ident["dtype"] = self.dtype
+            ident["engine"] = self.engine_label
             ident["adapter"] = "sha256:" + file_digest(self.adapter) if self.adapter else None
             self._identity = ident
         return dict(self._identity)
@@ -218,6 +250,9 @@ class LocalBackend:
         if self.threads:
             torch.set_num_threads(self.threads)
         tok = self._load_tokenizer()
+        if self.engine == "fast":
+            self._load_fast(tok)
+            return
         attn = "sdpa" if self.dtype == "float32" else "eager"  # bf16 + SDPA + padding misbehaves
         model: Any = AutoModelForCausalLM.from_pretrained(
             self._resolved(), dtype=getattr(torch, self.dtype), attn_implementation=attn,
@@ -233,6 +268,23 @@ class LocalBackend:
         self._eos.discard(None)
         self._context = int(getattr(model.config, "max_position_embeddings", 0) or 1 << 30)
         self._model = model
+
+    def _load_fast(self, tok: Any) -> None:
+        from tunegate.backends.fastlm import FORMAT, load_engine
+        from tunegate.core.hashing import content_hash
+        from tunegate.core.paths import tunegate_home
+
+        ident = self.identity()
+        key = content_hash({"model": ident["model"], "revision": ident.get("revision"),
+                            "adapter": ident["adapter"], "format": FORMAT}, prefix="fast-")
+        engine = load_engine(self._resolved(), self.adapter, key, tunegate_home() / "engines")
+        gen_cfg = self._resolved() / "generation_config.json"
+        eos = json.loads(gen_cfg.read_text()).get("eos_token_id") if gen_cfg.exists() else None
+        self._eos = {*(eos if isinstance(eos, list) else [eos] if eos is not None else []), tok.eos_token_id}
+        self._eos.discard(None)
+        self._context = engine.context
+        self._fast = engine
+        self._model = engine
 
     # -- prompts --------------------------------------------------------------------------------
 
@@ -336,6 +388,8 @@ class LocalBackend:
 
     def _run_batch(self, reqs: list[GenerationRequest], prompts: list[list[int]],
                    max_tokens: int) -> list[GenerationResult]:
+        if self._fast is not None:
+            return self._run_fast(reqs, prompts, max_tokens)
         import torch
 
         t0 = time.perf_counter()
@@ -357,18 +411,47 @@ class LocalBackend:
         results: list[GenerationResult] = []
         for row, r, prompt in zip(out[:, width:].tolist(), reqs, prompts, strict=True):
             n = next((j for j, t in enumerate(row) if t in ends), len(row))
-            text = tok.decode(row[:n], skip_special_tokens=True)
-            cut = min((j for j in (text.find(s) for s in r.params.stop or []) if j >= 0), default=-1)
-            if cut >= 0:
-                text, finish = text[:cut], "stop"
-            else:
-                finish = "stop" if n < len(row) or n < max_tokens else "length"
-            calls = parse_tool_calls(text, r.tools) if r.tools else []
-            results.append(ModelOutput(
-                text=text, tool_calls=calls, finish_reason=finish,
-                usage=Usage(prompt_tokens=len(prompt), completion_tokens=n), latency_s=share, model=self.model,
-            ))
+            results.append(self._output(r, row[:n], n < len(row) or n < max_tokens, len(prompt), share))
         return results
+
+    def _output(self, r: GenerationRequest, ids: list[int], ended: bool, prompt_len: int,
+                share: float) -> ModelOutput:
+        """Decoded text cut at the first stop string, finish reason, parsed tool calls (both engines)."""
+        text = self._tokenizer.decode(ids, skip_special_tokens=True)
+        cut = min((j for j in (text.find(s) for s in r.params.stop or []) if j >= 0), default=-1)
+        if cut >= 0:
+            text, finish = text[:cut], "stop"
+        else:
+            finish = "stop" if ended else "length"
+        calls = parse_tool_calls(text, r.tools) if r.tools else []
+        return ModelOutput(text=text, tool_calls=calls, finish_reason=finish,
+                           usage=Usage(prompt_tokens=prompt_len, completion_tokens=len(ids)), latency_s=share,
+                           model=self.model)
+
+    def _run_fast(self, reqs: list[GenerationRequest], prompts: list[list[int]],
+                  max_tokens: int) -> list[GenerationResult]:
+        """The fast engine: each row on its own (batch-invariant), packed together for speed."""
+        from tunegate.backends.fastlm import RowSpec
+
+        t0 = time.perf_counter()
+        rows = [RowSpec(prompt=p, max_new=max_tokens, temperature=r.params.temperature, top_p=r.params.top_p,
+                        seed=r.seed, stop=self._stop_check(r.params.stop) if r.params.stop else None)
+                for r, p in zip(reqs, prompts, strict=True)]
+        outs = self._fast.generate(rows, self._eos)
+        share = (time.perf_counter() - t0) / len(reqs)
+        return [self._output(r, ids, ended, len(p), share)
+                for r, p, (ids, ended) in zip(reqs, prompts, outs, strict=True)]
+
+    def _stop_check(self, stops: Sequence[str]) -> Any:
+        """Per row: True once the decoded tail of its generated ids contains a stop string."""
+        tok = self._tokenizer
+        tail = 4 * max(len(s) for s in stops) + 8  # a character is at most 4 byte-level tokens
+
+        def check(ids: list[int]) -> bool:
+            text = tok.decode(ids[-tail:], skip_special_tokens=True)
+            return any(s in text for s in stops)
+
+        return check
 
     async def aclose(self) -> None:
         """Drop the weights and the worker thread (the backend reloads if used again)."""
@@ -381,5 +464,6 @@ class LocalBackend:
             executor.shutdown(wait=True)  # lets a running batch finish instead of pulling the model
         with self._lock:
             self._model = None
+            self._fast = None
             self._tokenizer = None
         gc.collect()

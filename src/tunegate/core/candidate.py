@@ -87,7 +87,19 @@ class CandidateSpec(BaseModel):
             "prompt": self.prompt.model_dump(mode="json", exclude={"ref"}),
             "params": self.params.model_dump(mode="json"),
             "tools": self.tools,
+            **({"engine": self._local_engine()} if self.backend == "local" else {}),
         }
+
+    def _local_engine(self) -> str:
+        """The local backend's engine and quantization (``fast-w8a8-v1``, ``transformers-float32``):
+        they change the text, so they are part of the identity even though they are set in options."""
+        from tunegate.backends.local import engine_label
+
+        engine, dtype = self.options.get("engine", "fast"), self.options.get("dtype", "auto")
+        try:
+            return engine_label(str(engine), str(dtype), self.adapter)
+        except UserError as e:
+            raise UserError(e.message, file=self.source, field="options.engine") from None
 
     @property
     def hash(self) -> str:

@@ -296,4 +296,16 @@ def load_engine(folder: Path, adapter: str | None, key: str, cache_dir: Path | N
         os.close(fd)
         save_file(tensors, tmp, metadata={"format": FORMAT})
         os.replace(tmp, path)
+        _prune(path.parent, keep=KEEP)
     return FastLlama(config, tensors)
+
+
+#: Converted engines kept on disk (~140 MB each for SmolLM2); older ones are removed.
+KEEP = 8
+
+
+def _prune(folder: Path, keep: int) -> None:
+    """Remove all but the ``keep`` most recently written engines (a tuning run makes many adapters)."""
+    files = sorted(folder.glob("fast-*.safetensors"), key=lambda f: f.stat().st_mtime, reverse=True)
+    for old in files[keep:]:
+        old.unlink(missing_ok=True)

@@ -94,7 +94,14 @@ def test_demo_runs_the_whole_release_story(tmp_path: Path) -> None:
                      "--method", "gepa", "--budget", "80", "--replay-rows", "36", "--rate", "30"])
         task_inputs = [[m["content"] for m in (r.body or {}).get("messages", []) if m["role"] == "user"][-1]
                        for r in srv.chat_requests if "```" not in json.dumps((r.body or {}).get("messages"))]
-    assert code == 0
+        # a second run on the same store: tuning and the gate's runs come from the cache
+        code2 = main(["--db", str(db), "demo", "--dir", str(tmp_path / "ex"), "--report-dir", str(tmp_path / "out2"),
+                      "--method", "gepa", "--budget", "80", "--replay-rows", "12", "--rate", "30"])
+    assert code == 0 and code2 == 0
+    again = json.loads((tmp_path / "out2" / "demo.json").read_text())
+    assert again["tune"]["cached_rows"] > 0 and again["gate"]["decision"] == "BLOCK"
+    # its replay counts only its own pairs and controller events, not the first run's
+    assert again["replay"]["sent"] == 12 and again["replay"]["pairs"]["stored"] <= 12
     res = json.loads((out / "demo.json").read_text())
     # 1 tune: the optimizer found the word; 2 gate: BLOCK overall (gamma drops) but alpha and beta released
     assert res["tune"]["improved"] and res["tune"]["candidate"].endswith("tune/candidate.yaml")
@@ -117,10 +124,11 @@ def test_demo_runs_the_whole_release_story(tmp_path: Path) -> None:
     # mirrored gamma pairs: the incumbent passes, the candidate fails (the scorer saw the references)
     gamma = [p for p in pairs if p["cohort"] == "gamma" and p["candidate_failed"] is not None]
     assert gamma and all(p["candidate_failed"] and not p["base_failed"] for p in gamma)
-    promote = [e for e in events if e["action"] == "promote"]
-    assert len(promote) == 1 and promote[0]["to_percent"] == 10 and promote[0]["actor"] == "tunegate demo"
+    promote = [e for e in reversed(events) if e["action"] == "promote"]   # one per run, oldest first
+    assert len(promote) == 2 and all(e["to_percent"] == 10 and e["actor"] == "tunegate demo" for e in promote)
+    first_run = [e for e in reversed(events) if e["seq"] < promote[1]["seq"]]
     assert res["replay"]["controller"] == [{"action": e["action"], "from": e["from_percent"], "to": e["to_percent"],
-                                            "reason": e["reason"]} for e in reversed(events)
+                                            "reason": e["reason"]} for e in first_run
                                            if e["actor"] == "release-controller"]
     # the gate's test rows reached the model only through the gate, never through the replay
     assert sum(1 for u in task_inputs if u in test_inputs) <= 2 * len(test_inputs)

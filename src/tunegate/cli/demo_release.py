@@ -57,7 +57,7 @@ class DemoOptions:
     reflection_max_tokens: int = 160
     replay_rows: int = 40            #: requests replayed through the gateway
     rate: float = 1.0                #: requests per second (open loop)
-    settle_s: float = 20.0           #: after the replay: time for the last shadows, scores and ticks
+    settle_s: float = 60.0           #: after the replay: at most this long for the last shadows and scores
     route: str = ROUTE
     arm: str = ARM
 
@@ -104,6 +104,7 @@ class ReleaseDemo:
         self.verdict_path: Path | None = None
         self.allowed: list[str] = []
         self.gateway: GatewayProcess | None = None
+        self._since: str | None = None
 
     # -- 0. the data ----------------------------------------------------------------------------
     def plan_tune(self) -> PromptTunePlan:
@@ -259,20 +260,23 @@ class ReleaseDemo:
 
     def replay(self) -> None:
         from tunegate.cli.replay_cmd import run_replay
-        from tunegate.store.release import rollout_events
+        from tunegate.store.clock import now
+        from tunegate.store.release import latest_seq, rollout_events
 
         assert self.gateway is not None, "serve first"
         reqs = self.replay_requests()
         lines: list[str] = []
+        self._since, seq0 = now(), latest_seq(self.store)   # this run's pairs and events only (the store may hold older ones)
         with self.times.step("replay"):
             stats = asyncio.run(run_replay(self.gateway.base_url, reqs, self.o.rate, model=self.o.route,
                                            every_s=15.0, emit=lambda s: lines.append(s)))
-            settle = self._settle()
+            p50 = [v for v in (stats.to_dict()["arms"].values()) if v["p50_s"] is not None]
+            settle = self._settle(max(3.0, 2.0 * max((v["p50_s"] for v in p50), default=0.0)))
         st = stats.to_dict()
-        events = [e for e in reversed(rollout_events(self.store, self.o.route, limit=50))]
+        events = [e for e in reversed(rollout_events(self.store, self.o.route, limit=200)) if e["seq"] > seq0]
         ctl = [e for e in events if e["actor"] == "release-controller"]
         pairs = self._pairs()
-        self.result["replay"] = st | {"settle": settle, "pairs": pairs,
+        self.result["replay"] = st | {"settle": settle, "pairs": pairs, "progress": lines,
                                       "controller": [{"action": e["action"], "from": e["from_percent"],
                                                       "to": e["to_percent"], "reason": e["reason"]} for e in ctl]}
         arms = ", ".join(f"{a} {v['n']} (p50 {v['p50_s'] or 0:.1f}s)" for a, v in st["arms"].items())
@@ -294,7 +298,7 @@ class ReleaseDemo:
     def _pairs(self) -> dict[str, Any]:
         from tunegate.store.online import pair_rows
 
-        rows = pair_rows(self.store, self.o.route)
+        rows = pair_rows(self.store, self.o.route, since=self._since)
         scored = [p for p in rows if p["base_failed"] is not None and p["candidate_failed"] is not None]
         by: dict[str, dict[str, int]] = defaultdict(lambda: {"n": 0, "base_failed": 0, "candidate_failed": 0})
         for p in scored:
@@ -307,26 +311,24 @@ class ReleaseDemo:
                 "candidate_failed": sum(c["candidate_failed"] for c in by.values()),
                 "by_cohort": {k: dict(v) for k, v in sorted(by.items())}}
 
-    def _settle(self) -> dict[str, Any]:
-        """Wait (bounded) until the mirrored calls the replay caused are scored and stored."""
+    def _settle(self, quiet_s: float) -> dict[str, Any]:
+        """Wait (bounded by ``settle_s``) until no new mirrored pair was stored for ``quiet_s``: the
+        shadows the replay caused are answered and scored (none yet: the scorer may be starting)."""
         t0 = time.monotonic()
-        last, still = -1, 0
+        last, since_new = -1, time.monotonic()
         while time.monotonic() - t0 < self.o.settle_s:
             n = self._pairs()["stored"]
-            still = still + 1 if n == last else 0
-            if still >= 6:     # 3 s without a new pair: the mirror queue is drained
+            if n != last:
+                last, since_new = n, time.monotonic()
+            elif n > 0 and time.monotonic() - since_new >= quiet_s:
                 break
-            last = n
             time.sleep(0.5)
         time.sleep(1.5)        # one more controller tick on the final evidence
-        return {"waited_s": round(time.monotonic() - t0, 1)}
+        return {"waited_s": round(time.monotonic() - t0, 1), "quiet_s": round(quiet_s, 1)}
 
     def _holding(self) -> str:
-        from tunegate.store.online import list_decisions
-
         if self.result.get("rollout", {}).get("percent", 0) <= 0:
             return "nothing was promoted, so there is nothing to ramp; mirrored pairs can still trigger a rollback"
-        n = len(list_decisions(self.store, self.o.route))
         need = ""
         pol = self.o.folder / "release-policy.yaml"
         if pol.exists():
@@ -336,8 +338,7 @@ class ReleaseDemo:
             step = rp.step_needs(0)
             need = (f"; a ramp from {rp.steps[0].percent:g}% needs {step.min_pairs} pairs, {step.min_requests} "
                     f"candidate requests, {step.min_duration_s:g}s and every ramp_when upper bound within its limit")
-        return (f"{n} decisions; no rollback bound was crossed and the ramp evidence of release-policy.yaml "
-                f"was not complete{need}")
+        return f"no rollback bound was crossed and the ramp evidence of release-policy.yaml was not complete{need}"
 
     # -- 5. report ------------------------------------------------------------------------------
     def report(self) -> None:

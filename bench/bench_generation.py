@@ -1,17 +1,18 @@
 """Generation throughput of the ``local`` backend next to what a user would write by hand.
 
-* **tunegate local**: ``LocalBackend`` (fp32 by default, ``inference_mode``, length-sorted left-padded
-  batches), greedy, ``max_tokens=64``, 16 fixed prompts; batch 1 (one request per call) and batch 8
+* **tunegate local**: ``LocalBackend`` with its default engine (``fast``, int8 W8A8 since decision
+  0014; ``--engine transformers`` for fp32 HF generate with length-sorted left-padded batches), greedy, ``max_tokens=64``, 16 fixed prompts; batch 1 (one request per call) and batch 8
   (all 16 in one call → two batches of 8).
 * **peer, plain HF loop**: ``AutoModelForCausalLM.from_pretrained`` + ``model.generate`` per prompt,
   fp32, batch 1, no ``inference_mode`` — the loop from the transformers docs.
 
 Tokens are generated tokens up to (not including) end-of-sequence, the same count for both; rows
 of a batch that finish early still cost compute until the batch ends, which is honest throughput.
-The table also says whether the greedy texts agree across the three runs (they should: fp32 greedy
-is batch-invariant). Timings are from this one run on a shared 2-core machine — other processes
+The table also says whether the greedy texts agree across the three runs (b1 and b8 must agree:
+both engines are batch-invariant; the int8 engine's text differs from the fp32 peer's).
+``bench/engine.py`` is the engine-vs-fp32 comparison at batch 1 and 16 (results/engine.json). Timings are from this one run on a shared 2-core machine — other processes
 skew them; read the ratios, measured back to back in the same process.
-Run: ``python bench/bench_generation.py [--dtype bfloat16] [--threads N]``.
+Run: ``python bench/bench_generation.py [--engine transformers [--dtype bfloat16]] [--threads N]``.
 """
 
 from __future__ import annotations
@@ -99,19 +100,20 @@ def _peer() -> tuple[float, int, list[str]]:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--dtype", default="auto", help="LocalBackend dtype (auto = float32)")
+    ap.add_argument("--dtype", default="auto", help="transformers engine dtype (auto = float32)")
     ap.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's choice)")
+    ap.add_argument("--engine", default="fast", help="LocalBackend engine: fast (default) or transformers")
     args = ap.parse_args()
 
-    backend = LocalBackend(batch_size=8, dtype=args.dtype, threads=args.threads)
+    backend = LocalBackend(batch_size=8, dtype=args.dtype, threads=args.threads, engine=args.engine)
     t0 = time.perf_counter()
     backend.load()
     load_s = time.perf_counter() - t0
     asyncio.run(backend.generate(_requests()[:2]))  # warm-up: first-call allocations, kernels
     rows = [
         ("peer: HF generate loop, fp32, b1", *_peer()),
-        (f"tunegate local, {backend.dtype}, b1", *_local(backend, batch=False)),
-        (f"tunegate local, {backend.dtype}, b8", *_local(backend, batch=True)),
+        (f"tunegate local, {backend.engine_label}, b1", *_local(backend, batch=False)),
+        (f"tunegate local, {backend.engine_label}, b8", *_local(backend, batch=True)),
     ]
     peer_rate = rows[0][2] / rows[0][1]
     table = Table(title=f"Greedy, SmolLM2-135M-Instruct, {len(PROMPTS)} prompts, max_tokens={MAX_TOKENS}")

@@ -1,6 +1,6 @@
 """The ``fast`` engine: a hand-written Llama forward in torch, int8 weights *and* activations.
 
-Why it is built this way (measurements in ``docs/decisions/0013-embedded-engine.md``):
+Why it is built this way (measurements in ``docs/decisions/0014-embedded-engine.md``):
 
 * **Batch-invariant by construction.** Every linear layer quantizes its input *per token* to int8
   (scale = that token's absolute maximum / 127; a maximum is exact whatever the reduction order)

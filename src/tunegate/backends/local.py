@@ -4,7 +4,7 @@ Why these choices (measurements on the 2-core dev machine are in the bench and t
 
 * **Two engines** (``engine=``): ``fast`` (the default, :mod:`tunegate.backends.fastlm`: int8
   weights and per-token int8 activations, batch-invariant by construction, ~3x the throughput;
-  decision 0013) and ``transformers`` (HF ``generate``; what training uses). The engine and its
+  decision 0014) and ``transformers`` (HF ``generate``; what training uses). The engine and its
   quantization are part of the backend identity and of the candidate hash. A prompt-learning
   adapter (soft prompt) always runs on ``transformers``. The rest of this list is about that engine.
 * **float32 by default** (``dtype="auto"``). bf16 is faster at batch 8, but on torch 2.13 /

@@ -10,9 +10,12 @@ Matching (entity level, documented in docs/evaluators/safety-pii.md):
     family. Coverage, not one-to-one pairing, because a detector may split an address in parts.
 Also reported: row-level "has PII" (what the evaluator's pass/fail uses) and exact-span F1.
 
-The set is split by a hash of ``template_id``: the recognizers in ``pii_recognizers`` were written
-looking at the *tune* half only; the *held-out* half (unseen templates) is the headline figure.
-Run: ``python bench/agreement_pii.py``.
+The set is split by a hash of ``template_id`` (``template_half``, fixed): the recognizers in
+``pii_recognizers`` were written looking at the *tune* half only, its *dev* quarter
+(``template_split``: sha256("dev:" + template_id) % 4 == 0) for the choices of issue 16; the
+*held-out* half (unseen templates, never looked at) is the headline figure. The Presidio-defaults
+baseline runs on the held-out half only (it is unbatched and slow).
+Run: ``python bench/agreement_pii.py`` (writes ``bench/results/agreement_pii.json``).
 """
 
 from __future__ import annotations
@@ -25,7 +28,7 @@ from collections import defaultdict
 from pathlib import Path
 from typing import Any
 
-__all__ = ["GOLD_MAP", "main", "match_counts", "presidio_default", "results", "template_half"]
+__all__ = ["GOLD_MAP", "main", "match_counts", "presidio_default", "results", "template_half", "template_split"]
 
 DATA = Path(__file__).resolve().parents[1] / ".." / "shared" / "datasets" / "presidio_synth_pii" / "data.jsonl"
 GOLD_MAP = {"PERSON": "PERSON", "GPE": "LOCATION", "STREET_ADDRESS": "LOCATION", "ZIP_CODE": "LOCATION",
@@ -41,6 +44,14 @@ def template_half(row: dict[str, Any]) -> str:
     """``tune`` or ``held-out`` from a hash of the template id (stable, independent of row order)."""
     h = int(hashlib.sha256(str(row["template_id"]).encode()).hexdigest(), 16) % 2
     return "tune" if h == 0 else "held-out"
+
+
+def template_split(row: dict[str, Any]) -> str:
+    """``held-out``, or the tune half cut into ``dev`` (1/4 of its templates) and ``train``."""
+    if template_half(row) == "held-out":
+        return "held-out"
+    h = int(hashlib.sha256(f"dev:{row['template_id']}".encode()).hexdigest(), 16) % 4
+    return "dev" if h == 0 else "train"
 
 
 def _coverage(a: int, b: int, spans: list[tuple[int, int]]) -> float:
@@ -102,9 +113,8 @@ def results() -> list[dict[str, Any]]:
 
     default = set(DEFAULT_ENTITIES)
     # Naive baseline: Presidio's defaults (small spaCy model, default recognizers, threshold 0).
-    base_preds = presidio_default([r["text"] for r in rows])
     idx = [i for i, r in enumerate(rows) if template_half(r) == "held-out"]
-    cb = match_counts([rows[i] for i in idx], [base_preds[i] for i in idx])
+    cb = match_counts([rows[i] for i in idx], presidio_default([rows[i]["text"] for i in idx]))
     tb = {k: sum(cb[t][k] for t in cb) for k in ("gold", "found", "pred", "right")}
     out.append({"evaluator": "baseline: Presidio defaults", "dataset": "presidio_synth_pii",
                 "slice": "held-out/all types", "metric": "entity F1 (50% overlap)",
@@ -116,8 +126,8 @@ def results() -> list[dict[str, Any]]:
             out.append({"evaluator": "baseline: Presidio defaults", "dataset": "presidio_synth_pii",
                         "slice": f"held-out/{t}", "metric": "entity P/R/F1", "value": round(f, 4), "target": None,
                         "n": cb[t]["gold"], "rows_per_s": None, "precision": round(p, 4), "recall": round(r, 4)})
-    for half in ("held-out", "tune"):
-        idx = [i for i, r in enumerate(rows) if template_half(r) == half]
+    for half in ("held-out", "dev", "tune"):
+        idx = [i for i, r in enumerate(rows) if template_half(r) == half or template_split(r) == half]
         c = match_counts([rows[i] for i in idx], [preds[i] for i in idx])
         tot = {k: sum(c[t][k] for t in c) for k in ("gold", "found", "pred", "right", "exact")}
         p, r, f = _prf(tot["found"], tot["gold"], tot["right"], tot["pred"])
@@ -157,7 +167,10 @@ def main() -> None:
     table = Table(title="pii agreement (presidio synthetic v2)")
     for col in ("slice", "metric", "value", "P", "R", "target", "n", "rows/s"):
         table.add_column(col)
-    for r in results():
+    rows = results()
+    out = Path(__file__).resolve().parent / "results" / "agreement_pii.json"
+    out.write_text(json.dumps({"load_average": os.getloadavg(), "rows": rows}, indent=1) + "\n", encoding="utf-8")
+    for r in rows:
         table.add_row(("" if r["evaluator"] == "pii" else "baseline ") + r["slice"], r["metric"], f"{r['value']:.3f}", str(r.get("precision", "")),
                       str(r.get("recall", "")), str(r["target"] or ""), str(r["n"]), str(r["rows_per_s"] or ""))
     Console().print(table)

@@ -1,6 +1,15 @@
-"""Agreement of ``content_safety`` (shipped head) with the OpenAI moderation set, and of the refusal
-signal with the hand-written evaluation list. Only the *test* split (sha256(id) % 10 >= 8: never used
-to fit or calibrate) is scored here; the 5-fold CV spread comes from the head's manifest.
+"""Agreement of ``content_safety`` (shipped head) with the OpenAI moderation set, on toxic social-media
+text, and of the refusal signal with the hand-written evaluation list.
+
+* moderation: only the *test* split (sha256(id) % 10 >= 8: never used to fit or calibrate) is scored
+  here; the 5-fold CV spread comes from the head's manifest;
+* toxic social-media text: the Surge AI toxicity set (``bench/data/surge_toxicity.jsonl``, 1,000
+  comments, MIT; see its README), all rows, never used to train, calibrate or choose anything - the
+  non-reserved proxy for issue 16's "balanced accuracy >= 0.80 on toxic social-media text" (the
+  Davidson tweets are reserved and measured independently, never here). A row counts as flagged
+  when the evaluator fails it (max head probability >= the shipped ``tau``).
+
+Each figure is printed beside the naive baselines (flag everything; a keyword list).
 Run: ``python bench/agreement_safety.py``.
 """
 
@@ -20,7 +29,9 @@ __all__ = ["KEYWORDS", "keyword_flag", "main", "results"]
 ROOT = Path(__file__).resolve().parents[1]
 DATA = ROOT / ".." / "shared" / "datasets" / "openai_moderation" / "data.jsonl"
 CASES = ROOT / "tests" / "evaluators" / "data" / "refusal_cases.jsonl"
+SOCIAL = ROOT / "bench" / "data" / "surge_toxicity.jsonl"
 TARGET_F1 = 0.80
+TARGET_BACC = 0.80
 
 
 #: The keyword baseline: words a naive filter would block (profanity, sexual, violent, self-harm terms).
@@ -78,6 +89,7 @@ def results() -> list[dict[str, Any]]:
             recall=round(r_, 4), balanced_accuracy=round(_bacc(y, pred), 4))
     p, r_, f = prf(y, head.unsafe(P) >= head.tau)
     out[0]["balanced_accuracy"] = round(_bacc(y, head.unsafe(P) >= head.tau), 4)
+    out += _social(head)
     cases = [json.loads(line) for line in CASES.read_text(encoding="utf-8").splitlines() if line.strip()]
     t0 = time.perf_counter()
     sig = refusal_signals([c["text"] for c in cases])
@@ -90,6 +102,29 @@ def results() -> list[dict[str, Any]]:
     return out
 
 
+def _social(head: Any) -> list[dict[str, Any]]:
+    """Balanced accuracy / F1 on the Surge AI toxic social-media comments, with both baselines."""
+    from tunegate.evaluators.safety import embed_texts
+    from tunegate.evaluators.training.safety_train import prf
+
+    rows = [json.loads(line) for line in SOCIAL.read_text(encoding="utf-8").splitlines() if line.strip()]
+    y = np.array([int(r["toxic"]) for r in rows])
+    t0 = time.perf_counter()
+    flagged = head.unsafe(head.predict(embed_texts([r["text"] for r in rows]))) >= head.tau
+    rate = len(rows) / (time.perf_counter() - t0)
+    kw = np.array([keyword_flag(r["text"]) for r in rows])
+    out = []
+    for name, pred, target, r in (("content_safety", flagged, TARGET_BACC, rate),
+                                  ("baseline: flag everything", np.ones(len(rows), bool), None, 0.0),
+                                  ("baseline: keyword list", kw, None, 0.0)):
+        p, r_, f = prf(y, pred)
+        out.append({"evaluator": name, "dataset": "surge_toxicity (social media, proxy)", "slice": "all",
+                    "metric": "balanced accuracy", "value": round(_bacc(y, pred), 4), "target": target,
+                    "n": len(rows), "rows_per_s": round(r, 1), "precision": round(p, 4), "recall": round(r_, 4),
+                    "f1": round(f, 4)})
+    return out
+
+
 def main() -> None:
     from rich.console import Console
     from rich.table import Table
@@ -97,7 +132,10 @@ def main() -> None:
     table = Table(title="content_safety / refusal agreement (held-out test split)")
     for col in ("evaluator", "slice", "metric", "value", "P", "R", "CV5 mean±sd", "target", "n", "rows/s"):
         table.add_column(col)
-    for r in results():
+    rows = results()
+    out = ROOT / "bench" / "results" / "agreement_safety.json"
+    out.write_text(json.dumps({"load_average": os.getloadavg(), "rows": rows}, indent=1) + "\n", encoding="utf-8")
+    for r in rows:
         cv = r.get("cv5")
         table.add_row(r["evaluator"], r["slice"], r["metric"], f"{r['value']:.3f}", str(r.get("precision", "")),
                       str(r.get("recall", "")), f"{cv['mean']:.3f}±{cv['sd']:.3f}" if cv else "",

@@ -152,6 +152,31 @@ def test_direction_words_are_not_part_of_places_and_initials_mark_names() -> Non
     assert ("LOCATION", "Italy") in spans and ("PERSON", "Ravil G Yefimov") in spans
 
 
+def test_firm_names_hide_surnames_and_name_lists_are_names() -> None:
+    """Issue 16: surnames inside a firm name are not people; a cued list of given names is."""
+    text = "The Clark, Romero and Hall Orchestra hired Johnson Inc. They had 4: Hleb, Sheila, Donna and Shane."
+    found = analyze([text], ["PERSON"])[0]
+    names = [text[f["start"]:f["end"]] for f in found]
+    assert not any(n in names for n in ("Clark", "Romero", "Hall", "Johnson")), names
+    assert "Hleb, Sheila, Donna and Shane" in names, names
+
+
+def test_quoted_address_block_without_street_type() -> None:
+    """A "number words number" street line counts when a unit line follows; quoting marks at the
+    start of the next lines do not end the block."""
+    text = "> Carly Jones\n> 53772 Holmatun 45\n> Suite 757\n> Bessastadahreppur\n> Iceland 28766"
+    found = analyze([text], ["STREET_ADDRESS"])[0]
+    assert [text[f["start"]:f["end"]] for f in found] == [text[text.index("53772"):]]
+    assert analyze(["I bought 3 apples for 45 cents."], ["STREET_ADDRESS"])[0] == []
+
+
+def test_places_after_a_cue() -> None:
+    text = "We returned to ESPOO by helicopter, then Mrs. Smith flew to Reguengos de Monsaraz."
+    found = analyze([text], ["LOCATION"])[0]
+    places = {text[f["start"]:f["end"]] for f in found}
+    assert {"ESPOO", "Reguengos de Monsaraz"} <= places, places
+
+
 def test_entity_f1_floor_on_held_out_slice() -> None:
     """Entity-level F1 (50 % character overlap, bench/agreement_pii.py's rule) for PERSON and the
     LOCATION family on the first 300 held-out rows; floors a little under the measured values."""

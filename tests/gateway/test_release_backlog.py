@@ -92,3 +92,17 @@ def test_mirrored_gateway_with_a_backlog_exits_promptly_on_sigterm(tmp_path: Pat
         assert code in (0, -signal.SIGTERM), proc.stderr.read() if proc.stderr else ""
     # 80 offered, at most 4 in flight + 50 queued: the rest were dropped and counted
     assert metric(text, 'tunegate_gateway_mirror_dropped_total{route="support"}') >= 80 - 4 - 50
+
+
+def test_release_file_sets_the_scoring_bound_with_file_line_errors(tmp_path: Path) -> None:
+    from tunegate.errors import UserError
+    from tunegate.gateway.release_config import load_release_file
+
+    (tmp_path / "policy.yaml").write_text("steps: [100]\nrollback_when: {fail_rate: {max_increase: 0.0}}\n")
+    route = {"route": "support", "arm": "tuned", "policy": "policy.yaml", "evaluators": ["json_validation"]}
+    p = tmp_path / "release.yaml"
+    p.write_text(yaml.safe_dump({"routes": [route | {"max_pending_scores": 50}]}, sort_keys=False))
+    assert load_release_file(p)[1][0].max_pending_scores == 50
+    p.write_text(yaml.safe_dump({"routes": [route | {"max_pending_scores": 0}]}, sort_keys=False))
+    with pytest.raises(UserError, match=r"release.yaml:\d+: routes.0.max_pending_scores: Input should be greater"):
+        load_release_file(p)

@@ -9,6 +9,7 @@ Example::
         evaluators: [json_validation]  # the offline gate's suite: names or a suite YAML
         mirror: {share: 0.1, queue: 1000, concurrency: 4, timeout_s: 30}
         score_live: true
+        max_pending_scores: 1000       # answers waiting for scoring; more are dropped and counted
         references: none               # or "metadata": score against the client's metadata.reference
     tick_s: 0.5
     scorer_workers: 1
@@ -49,6 +50,9 @@ class RouteSection(_Strict):
     evaluators: str | list[str] | None = None
     mirror: MirrorSection = Field(default_factory=MirrorSection)
     score_live: bool = True
+    max_pending_scores: int = Field(
+        default=1000, ge=1, le=1_000_000, description="Answers (live + mirrored pairs) waiting for or in online "
+        "scoring; beyond it they are dropped and counted (tunegate_gateway_scoring_dropped), never waited for.")
     references: Literal["none", "metadata"] = Field(
         default="none", description="'metadata': the client supplies each row's reference (expected, "
         "expected_tool_calls, schema, context) in metadata.reference. Only for trusted traffic (replays, "
@@ -97,6 +101,7 @@ def load_release_file(path: str | Path) -> tuple[ReleaseFile, list[Any]]:
         out.append(RouteRelease(r.route, r.arm, load_release_policy(pol), evaluators=ev, mirror_share=r.mirror.share,
                                 mirror_queue=r.mirror.queue, mirror_concurrency=r.mirror.concurrency,
                                 mirror_timeout_s=r.mirror.timeout_s, score_live=r.score_live,
+                                max_pending_scores=r.max_pending_scores,
                                 references=r.references == "metadata"))
     return rf, out
 

@@ -4,7 +4,8 @@ text, and of the refusal signal with the hand-written evaluation list.
 * moderation: only the *test* split (sha256(id) % 10 >= 8: never used to fit or calibrate) is scored
   here; the 5-fold CV spread comes from the head's manifest;
 * toxic social-media text: the Surge AI toxicity set (``bench/data/surge_toxicity.jsonl``, 1,000
-  comments, MIT; see its README), all rows, never used to train, calibrate or choose anything - the
+  comments, MIT; see its README), its *proxy* half (492 rows, ``safety_train.social_half``; the other
+  half trains the ``toxic`` head and chooses its cut), never used to fit or choose anything - the
   non-reserved proxy for issue 16's "balanced accuracy >= 0.80 on toxic social-media text" (the
   Davidson tweets are reserved and measured independently, never here). A row counts as flagged
   when the evaluator fails it (max head probability >= the shipped ``tau``).
@@ -99,15 +100,24 @@ def results() -> list[dict[str, Any]]:
     p, r_, f = prf(y.astype(int), pred)
     add("eval list", "refusal F1", f, len(cases), None, rrate, evaluator="refusal", dataset="refusal_cases (hand-written)",
         precision=round(p, 4), recall=round(r_, 4), accuracy=round(float((y == pred).mean()), 4))
+    _save(out)
     return out
+
+
+def _save(rows: list[dict[str, Any]]) -> None:
+    """Every run leaves its figures in ``bench/results/agreement_safety.json`` (with the load average)."""
+    path = ROOT / "bench" / "results" / "agreement_safety.json"
+    path.write_text(json.dumps({"load_average": [round(x, 2) for x in os.getloadavg()], "rows": rows}, indent=1)
+                    + "\n", encoding="utf-8")
 
 
 def _social(head: Any) -> list[dict[str, Any]]:
     """Balanced accuracy / F1 on the Surge AI toxic social-media comments, with both baselines."""
     from tunegate.evaluators.safety import embed_texts
-    from tunegate.evaluators.training.safety_train import prf
+    from tunegate.evaluators.training.safety_train import prf, social_half
 
     rows = [json.loads(line) for line in SOCIAL.read_text(encoding="utf-8").splitlines() if line.strip()]
+    rows = [r for r in rows if social_half(r["id"]) == "proxy"]  # the other half trains the toxic head
     y = np.array([int(r["toxic"]) for r in rows])
     t0 = time.perf_counter()
     flagged = head.unsafe(head.predict(embed_texts([r["text"] for r in rows]))) >= head.tau
@@ -118,7 +128,7 @@ def _social(head: Any) -> list[dict[str, Any]]:
                                   ("baseline: flag everything", np.ones(len(rows), bool), None, 0.0),
                                   ("baseline: keyword list", kw, None, 0.0)):
         p, r_, f = prf(y, pred)
-        out.append({"evaluator": name, "dataset": "surge_toxicity (social media, proxy)", "slice": "all",
+        out.append({"evaluator": name, "dataset": "surge_toxicity (social media, proxy)", "slice": "proxy half",
                     "metric": "balanced accuracy", "value": round(_bacc(y, pred), 4), "target": target,
                     "n": len(rows), "rows_per_s": round(r, 1), "precision": round(p, 4), "recall": round(r_, 4),
                     "f1": round(f, 4)})
@@ -132,10 +142,7 @@ def main() -> None:
     table = Table(title="content_safety / refusal agreement (held-out test split)")
     for col in ("evaluator", "slice", "metric", "value", "P", "R", "CV5 mean±sd", "target", "n", "rows/s"):
         table.add_column(col)
-    rows = results()
-    out = ROOT / "bench" / "results" / "agreement_safety.json"
-    out.write_text(json.dumps({"load_average": os.getloadavg(), "rows": rows}, indent=1) + "\n", encoding="utf-8")
-    for r in rows:
+    for r in results():
         cv = r.get("cv5")
         table.add_row(r["evaluator"], r["slice"], r["metric"], f"{r['value']:.3f}", str(r.get("precision", "")),
                       str(r.get("recall", "")), f"{cv['mean']:.3f}±{cv['sd']:.3f}" if cv else "",

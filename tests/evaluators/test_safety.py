@@ -48,8 +48,8 @@ def test_import_is_cheap() -> None:
 
 def test_shipped_head_is_small_and_documented() -> None:
     head = load_head()
-    assert head.names == [*CATEGORIES.values(), "any"]
-    assert head.W.shape == (9, 384) and 0 < head.tau < 1
+    assert head.names == [*CATEGORIES.values(), "any", "toxic"]
+    assert head.W.shape == (10, 384) and 0 < head.tau < 1
     size = Path(sys.modules["tunegate.evaluators.safety"].__file__ or "").parent.parent / "data" / "safety-head.npz"
     assert size.stat().st_size < 40_000
     m = head.manifest
@@ -59,6 +59,29 @@ def test_shipped_head_is_small_and_documented() -> None:
 def test_manifest_matches_public_data() -> None:
     data = shared_dataset("openai_moderation") / "data.jsonl"
     assert hashlib.sha256(data.read_bytes()).hexdigest() == load_head().manifest["data"]["sha256"]
+
+
+def test_toxic_head_data_and_social_proxy_floor() -> None:
+    """The toxic head's manifest names the vendored Surge file it was fit on; on the first and last
+    100 rows of that set's *proxy* half (never used to fit or choose) balanced accuracy stays near the
+    measured value, and clearly above what the moderation heads alone give there (~0.68)."""
+    from tunegate.evaluators.training.safety_train import SOCIAL_DATA, bacc, social_half
+
+    head = load_head()
+    assert hashlib.sha256(SOCIAL_DATA.read_bytes()).hexdigest() == head.manifest["toxic_head"]["data"]["sha256"]
+    rows = [json.loads(line) for line in SOCIAL_DATA.read_text(encoding="utf-8").splitlines() if line.strip()]
+    proxy = [r for r in rows if social_half(r["id"]) == "proxy"]
+    proxy = proxy[:100] + proxy[-100:]  # the file lists the toxic rows first
+    flagged = head.unsafe(head.predict(embed_texts([r["text"] for r in proxy]))) >= head.tau
+    assert bacc(np.array([r["toxic"] for r in proxy]), flagged) >= FLOOR_SOCIAL_BACC
+
+
+FLOOR_SOCIAL_BACC = 0.78  # measured 0.829 on the whole proxy half (492 rows)
+
+
+def test_abuse_outside_the_moderation_taxonomy_is_flagged_as_toxic() -> None:
+    r = ContentSafety().evaluate(ctx("You are a worthless idiot and everyone hates you, shut up."))
+    assert r.passed is False and "toxic" in r.details["flagged"] and r.details["toxic_p"] >= r.details["threshold"]
 
 
 def test_held_out_slice_floor() -> None:

@@ -23,12 +23,16 @@ import numpy as np
 
 from tunegate.evaluators.safety import CATEGORIES
 
-__all__ = ["best_threshold", "fit_heads", "main", "prf", "split_of"]
+__all__ = ["bacc", "best_threshold", "fit_heads", "fit_toxic", "main", "prf", "social_half", "split_of"]
 
 SEED = 0
 C_REG = 4.0  # chosen by 5-fold CV (any_flagged F1 0.70 vs 0.69 at C=1)
 HEADS = [*CATEGORIES, "any_flagged"]
 DEFAULT_DATA = Path(__file__).resolve().parents[4] / ".." / "shared" / "datasets" / "openai_moderation" / "data.jsonl"
+#: Surge AI toxic social-media comments (MIT, vendored in bench/data): half trains the ``toxic`` head.
+SOCIAL_DATA = Path(__file__).resolve().parents[4] / "bench" / "data" / "surge_toxicity.jsonl"
+#: Largest drop of moderation any_flagged F1 on *calibrate* the toxic head may cost.
+TOXIC_MAX_F1_DROP = 0.01
 OUT = Path(__file__).resolve().parents[2] / "data"
 
 
@@ -79,6 +83,43 @@ def fit_heads(X: np.ndarray, rows: list[dict[str, Any]], fit_idx: np.ndarray,
     return {"W": Wa, "b": ba, "thresholds": np.array(thr, dtype=np.float32), "tau": tau}
 
 
+def social_half(row_id: Any) -> str:
+    """``train`` or ``proxy`` (never used to fit or choose) for a Surge toxicity row, by SHA-256."""
+    return "train" if int(hashlib.sha256(f"surge:{row_id}".encode()).hexdigest(), 16) % 2 == 0 else "proxy"
+
+
+def bacc(y: np.ndarray, pred: np.ndarray) -> float:
+    """Balanced accuracy (mean of recall on each class)."""
+    y, pred = np.asarray(y, bool), np.asarray(pred, bool)
+    return float((pred[y].mean() + (~pred[~y]).mean()) / 2)
+
+
+def fit_toxic(S: np.ndarray, ys: np.ndarray, X_cal: np.ndarray, y_cal: np.ndarray,
+              model: dict[str, Any]) -> dict[str, Any]:
+    """A ``toxic`` head (insults, abuse, profanity aimed at someone: what moderation's categories
+    leave out) fit on the Surge *train* half. Its cut is the one with the best 5-fold CV balanced
+    accuracy on that half among those that cost moderation any_flagged F1 on *calibrate* at most
+    ``TOXIC_MAX_F1_DROP``; the bias is then shifted so the cut lands on ``tau`` (one threshold for
+    the evaluator: p_toxic >= cut  <=>  shifted p >= tau)."""
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.model_selection import cross_val_predict
+
+    clf = LogisticRegression(C=C_REG, max_iter=5000, random_state=SEED).fit(S, ys)
+    p_cv = cross_val_predict(LogisticRegression(C=C_REG, max_iter=5000, random_state=SEED), S, ys, cv=5,
+                             method="predict_proba")[:, 1]
+    p_mod = (1 / (1 + np.exp(-(X_cal @ model["W"].T + model["b"])))).max(axis=1)
+    p_tox = 1 / (1 + np.exp(-(X_cal @ clf.coef_[0] + clf.intercept_[0])))
+    base = prf(y_cal, p_mod >= model["tau"])[2]
+    best = (-1.0, 0.99)
+    for cut in np.round(np.arange(0.30, 0.995, 0.01), 2):
+        if prf(y_cal, (p_mod >= model["tau"]) | (p_tox >= cut))[2] >= base - TOXIC_MAX_F1_DROP:
+            best = max(best, (bacc(ys, p_cv >= cut), float(cut)))
+    cut = best[1]
+    shift = float(np.log(model["tau"] / (1 - model["tau"])) - np.log(cut / (1 - cut)))
+    return {"w": clf.coef_[0].astype(np.float32), "b": float(clf.intercept_[0]) + shift,
+            "cut": cut, "cv_bacc": best[0], "calibrate_f1_without": base}
+
+
 def evaluate(X: np.ndarray, rows: list[dict[str, Any]], idx: np.ndarray, m: dict[str, Any]) -> dict[str, Any]:
     """Per-category and any_flagged P/R/F1 on ``idx`` (nulls ignored per category)."""
     from sklearn.metrics import average_precision_score
@@ -103,6 +144,8 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--data", type=Path, default=DEFAULT_DATA)
     ap.add_argument("--out", type=Path, default=OUT)
     ap.add_argument("--cache", type=Path, default=None, help="npz to reuse/save embeddings")
+    ap.add_argument("--social", type=Path, default=SOCIAL_DATA, help="Surge toxicity JSONL (toxic head)")
+    ap.add_argument("--social-cache", type=Path, default=None, help="npy to reuse/save its embeddings")
     args = ap.parse_args(argv)
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     raw = args.data.read_bytes()
@@ -118,7 +161,29 @@ def main(argv: list[str] | None = None) -> None:
     split = np.array([split_of(r["id"]) for r in rows])
     idx = {s: np.where(split == s)[0] for s in ("train", "calibrate", "test")}
     model = fit_heads(X, rows, idx["train"], idx["calibrate"])
+    social_raw = args.social.read_bytes()
+    social = [json.loads(line) for line in social_raw.decode("utf-8").splitlines() if line.strip()]
+    if args.social_cache and args.social_cache.exists():
+        S = np.load(args.social_cache)
+    else:
+        from tunegate.evaluators.safety import embed_texts
+
+        S = embed_texts([r["text"] for r in social])
+        if args.social_cache:
+            np.save(args.social_cache, S)
+    ys = np.array([int(r["toxic"]) for r in social])
+    s_half = np.array([social_half(r["id"]) for r in social])
+    s_tr, s_px = np.where(s_half == "train")[0], np.where(s_half == "proxy")[0]
+    tox = fit_toxic(S[s_tr], ys[s_tr], X[idx["calibrate"]], _labels(rows, "any_flagged")[idx["calibrate"]], model)
+    mod_only = evaluate(X, rows, idx["test"], model)["any_flagged"]
+    model["W"] = np.vstack([model["W"], tox["w"][None, :]]).astype(np.float32)
+    model["b"] = np.append(model["b"], np.float32(tox["b"])).astype(np.float32)
+    model["thresholds"] = np.append(model["thresholds"], np.float32(model["tau"])).astype(np.float32)
     test = evaluate(X, rows, idx["test"], model)
+    p_px = (1 / (1 + np.exp(-(S[s_px] @ model["W"].T + model["b"])))).max(axis=1) >= model["tau"]
+    sp, sr, sf = prf(ys[s_px], p_px)
+    social_metrics = {"balanced_accuracy": round(bacc(ys[s_px], p_px), 4), "precision": round(sp, 4),
+                      "recall": round(sr, 4), "f1": round(sf, 4), "n": len(s_px), "positives": int(ys[s_px].sum())}
     # 5-fold CV (variance): train on 3 folds, calibrate on 1, test on 1, rotating.
     rng = np.random.default_rng(SEED)
     folds = np.array_split(rng.permutation(len(rows)), 5)
@@ -128,7 +193,7 @@ def main(argv: list[str] | None = None) -> None:
         tr = np.concatenate([folds[j] for j in range(5) if j not in (k, (k + 1) % 5)])
         for name, v in evaluate(X, rows, te, fit_heads(X, rows, tr, ca)).items():
             cv.setdefault(name, []).append(v["f1"])
-    names = [CATEGORIES[h] for h in CATEGORIES] + ["any"]
+    names = [CATEGORIES[h] for h in CATEGORIES] + ["any", "toxic"]
     args.out.mkdir(parents=True, exist_ok=True)
     np.savez_compressed(args.out / "safety-head.npz", names=np.array(names), W=model["W"], b=model["b"],
                         thresholds=model["thresholds"], tau=np.float32(model["tau"]))
@@ -137,6 +202,19 @@ def main(argv: list[str] | None = None) -> None:
         "head": f"L2 logistic regression per category, C={C_REG}, scikit-learn lbfgs",
         "data": {"name": "openai_moderation", "sha256": hashlib.sha256(raw).hexdigest(), "rows": len(rows),
                  "licence": "MIT"},
+        "toxic_head": {
+            "data": {"name": "surge_toxicity (github.com/surge-ai/toxicity toxicity_en.csv @ f064d868)",
+                     "licence": "MIT", "sha256": hashlib.sha256(social_raw).hexdigest(), "rows": len(social),
+                     "split": "sha256('surge:'+id) % 2: 0 train (fit + 5-fold CV for the cut), 1 proxy (never used "
+                              "to fit or choose; bench/agreement_safety.py scores it)",
+                     "train": len(s_tr), "proxy": len(s_px)},
+            "cut": tox["cut"], "cv_balanced_accuracy": round(tox["cv_bacc"], 4),
+            "rule": f"best CV balanced accuracy on the train half among cuts that cost moderation any_flagged F1 "
+                    f"on calibrate <= {TOXIC_MAX_F1_DROP} ({round(tox['calibrate_f1_without'], 4)} without); "
+                    "bias shifted so the cut maps to tau",
+            "proxy_metrics": social_metrics,
+            "moderation_test_any_flagged_without_toxic": {k: (round(v, 4) if isinstance(v, float) else v)
+                                                          for k, v in mod_only.items()}},
         "split": {"rule": "sha256(id) % 10: <6 train, 6-7 calibrate, 8-9 test",
                   **{s: len(v) for s, v in idx.items()}},
         "seed": SEED, "tau": round(float(model["tau"]), 4),
@@ -147,7 +225,8 @@ def main(argv: list[str] | None = None) -> None:
                    for k, v in cv.items()},
     }
     (args.out / "safety-head.json").write_text(json.dumps(manifest, indent=1) + "\n", encoding="utf-8")
-    print(json.dumps({"test": manifest["test_metrics"], "cv5_f1": manifest["cv5_f1"]}, indent=1))
+    print(json.dumps({"test": manifest["test_metrics"], "cv5_f1": manifest["cv5_f1"],
+                      "toxic_head": manifest["toxic_head"]}, indent=1))
 
 
 if __name__ == "__main__":

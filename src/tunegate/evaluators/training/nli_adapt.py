@@ -222,8 +222,15 @@ def main(argv: list[str] | None = None) -> None:
         "TUNEGATE_SHARED_DATASETS", REPO.parent / "shared" / "datasets")))
     ap.add_argument("--base", type=Path, default=MODEL_DIR, help="weights to start from (default: shipped)")
     ap.add_argument("--out", type=Path, default=MODEL_DIR)
+    ap.add_argument("--lr", type=float, default=None, help=f"learning rate (default {HPARAMS['learning_rate']})")
+    ap.add_argument("--replay", type=int, default=None, help=f"NLI replay pairs (default {HPARAMS['nli_replay']})")
     a = ap.parse_args(argv)
-    m = adapt(a.datasets.resolve(), a.out, a.base)
+    over: dict[str, Any] = {}
+    if a.lr is not None:
+        over["learning_rate"] = a.lr
+    if a.replay is not None:
+        over["nli_replay"] = a.replay
+    m = adapt(a.datasets.resolve(), a.out, a.base, over)
     print(json.dumps(m["adaptation"], indent=1))
 
 

@@ -42,20 +42,24 @@ def test_a_batch_is_scored_and_its_pairs_stored_and_a_bad_job_fails_alone(tmp_pa
     try:
         scorer.warm()
         jobs = {"good": pair_job(1, '{"answer": "fine"}'), "broken": pair_job(2, "not json"),
-                "shadow_failed": pair_job(3, None), "bad_job": {"kind": "pair", "request_id": "r4"}}
+                "shadow_failed": pair_job(3, None), "bad_job": {"kind": "pair", "request_id": "r4"},
+                # JSON, but not the route's schema: the schema (checked once per worker) still applies
+                "wrong_shape": pair_job(5, '{"x": 1}'), "bad_schema": pair_job(6, "{}") | {"schema": {"type": 12}}}
         for name, job in jobs.items():
             assert scorer.submit(job, keep(name))
-        assert poll(lambda: len(results) == 4)
+        assert poll(lambda: len(results) == 6)
     finally:
         scorer.close()
     assert results["good"]["base_failed"] is False and results["good"]["candidate_failed"] is False
     assert results["broken"]["candidate_failed"] is True
     assert results["shadow_failed"]["candidate_failed"] is None
     assert "KeyError" in results["bad_job"]["error"]
+    assert results["wrong_shape"]["candidate_failed"] is True and results["wrong_shape"]["base_failed"] is False
+    assert "not a valid JSON Schema" in results["bad_schema"]["error"]
     assert not any("store_error" in r for r in results.values())
     with Store(db) as store:
         pairs = {p["request_id"]: p for p in q.pair_rows(store, "support")}
-    assert set(pairs) == {"r1", "r2", "r3"}
+    assert set(pairs) == {"r1", "r2", "r3", "r5"}
     assert pairs["r2"]["candidate_failed"] == 1 and pairs["r3"]["candidate_error"] == "timeout after 1s"
     assert pairs["r1"]["evaluators"][0]["name"] == "json_validation" and pairs["r1"]["example"]["cohorts"] == ["faq"]
     # closed: nothing is accepted any more and the worker is gone

@@ -153,12 +153,16 @@ def test_direction_words_are_not_part_of_places_and_initials_mark_names() -> Non
 
 
 def test_firm_names_hide_surnames_and_name_lists_are_names() -> None:
-    """Issue 16: surnames inside a firm name are not people; a cued list of given names is."""
+    """Issue 16: surnames inside a firm name are not people; a cued list of given names is, and so is
+    a greeted name (not a function word after the greeting)."""
     text = "The Clark, Romero and Hall Orchestra hired Johnson Inc. They had 4: Hleb, Sheila, Donna and Shane."
     found = analyze([text], ["PERSON"])[0]
     names = [text[f["start"]:f["end"]] for f in found]
     assert not any(n in names for n in ("Clark", "Romero", "Hall", "Johnson")), names
     assert "Hleb, Sheila, Donna and Shane" in names, names
+    text = "Hi Victor, your refund is on its way. Thanks, The Support Team"
+    names = [text[f["start"]:f["end"]] for f in analyze([text], ["PERSON"])[0]]
+    assert "Victor" in names and not any(n.startswith("The") for n in names), names
 
 
 def test_quoted_address_block_without_street_type() -> None:

@@ -91,6 +91,8 @@ _ADDRESS_PATTERNS: list[tuple[str, str, float]] = [
 
 _NAME_CUE = (r"(?:my name is|name is|i am|i'm|this is|name:|mr\.?|mrs\.?|ms\.?|miss|dr\.?|prof\.?|"
              r"dear|sincerely,?|regards,?|signed,?|contact person:?)")
+_NOT_NAME = (r"The|This|That|These|Those|It|We|You|He|She|They|I|A|An|Our|Your|My|His|Her|Their|There|"
+             r"Here|So|And|But|Or|If|When|What|Why|How|Yes|No|Sure|Please|Everyone|Team|Customer|Sir|Madam|All")
 _GIVEN = r"(?-i:[A-ZÀ-ÖØ-ÞĀ-ſ][a-zà-ÿā-ſ'’-]+)"
 _NAME = r"(?-i:[A-ZÀ-ÖØ-ÞĀ-ſ][a-zà-ÿā-ſ'’-]+(?:\s+[A-Z]\.?)?(?:\s+[A-ZÀ-ÖØ-ÞĀ-ſ][a-zà-ÿā-ſ'’-]+){0,2})"
 
@@ -161,6 +163,11 @@ def _recognizers() -> list[Any]:
     name = PatternRecognizer(
         supported_entity="PERSON", name="NameCueRecognizer",
         patterns=[Pattern("cue + name", rf"(?<=\b{_NAME_CUE}\s){_NAME}", 0.6),
+                  # greetings and reported speech ("Hi Victor,", "Thanks, Anna", "said Maslin"): a reply
+                  # that greets the customer by name repeats it; function words are not names
+                  Pattern("greeting/speech + name", rf"(?<=\b(?:hi|hello|hey|thanks|thank you|welcome|good morning|"
+                                                    r"good afternoon|good evening|said|says|asked|told|replied|"
+                                                    rf"wrote),?\s)(?!(?-i:{_NOT_NAME})\b){_NAME}", 0.6),
                   # "They had 6: Hleb, Sheila, Donna, Sherry, Donald and Shane": a list of given names
                   # after a cue (scored above spaCy's 0.85, whose spans inside it it replaces)
                   Pattern("cue + name list", rf"(?<=(?::|\bnamed|\bcalled)\s)(?-i:{_GIVEN}(?:,\s+{_GIVEN}){{2,}},?"

@@ -157,6 +157,9 @@ def results() -> list[dict[str, Any]]:
         p, r = tp / max(1, tp + fp), tp / max(1, tp + fn)
         add(f"{half}/rows (default entities)", "has-PII F1", 2 * p * r / max(1e-9, p + r), len(idx))
         out[-1]["precision"], out[-1]["recall"] = round(p, 4), round(r, 4)
+    path = Path(__file__).resolve().parent / "results" / "agreement_pii.json"  # every run leaves its figures
+    path.write_text(json.dumps({"load_average": [round(x, 2) for x in os.getloadavg()], "rows": out}, indent=1)
+                    + "\n", encoding="utf-8")
     return out
 
 
@@ -167,10 +170,7 @@ def main() -> None:
     table = Table(title="pii agreement (presidio synthetic v2)")
     for col in ("slice", "metric", "value", "P", "R", "target", "n", "rows/s"):
         table.add_column(col)
-    rows = results()
-    out = Path(__file__).resolve().parent / "results" / "agreement_pii.json"
-    out.write_text(json.dumps({"load_average": os.getloadavg(), "rows": rows}, indent=1) + "\n", encoding="utf-8")
-    for r in rows:
+    for r in results():
         table.add_row(("" if r["evaluator"] == "pii" else "baseline ") + r["slice"], r["metric"], f"{r['value']:.3f}", str(r.get("precision", "")),
                       str(r.get("recall", "")), str(r["target"] or ""), str(r["n"]), str(r["rows_per_s"] or ""))
     Console().print(table)

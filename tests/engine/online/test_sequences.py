@@ -110,3 +110,43 @@ def test_quantile_cs_covers_p99_and_is_infinite_when_data_is_short() -> None:
 def test_p99_ratio_aa_quiet_and_regression_found() -> None:
     assert simulate_p99(1.0, n_streams=10, horizon=1500, alpha=0.05, check_every=25, seed=8).alarm_rate == 0.0
     assert simulate_p99(2.0, n_streams=5, horizon=3000, alpha=0.05, check_every=25, seed=9).alarm_rate == 1.0
+
+
+def _full_count_bounds(t: int, q: float, alpha: float, rho: float) -> tuple[int, int]:
+    """The O(t) reference: every count 0..t, no window."""
+    from scipy.special import betaln
+
+    a, b = q * rho, (1.0 - q) * rho
+    s = np.arange(t + 1, dtype=np.float64)
+    log_m = betaln(a + s, b + t - s) - betaln(a, b) - s * math.log(q) - (t - s) * math.log1p(-q)
+    ok = np.flatnonzero(log_m < math.log(1.0 / alpha))
+    return int(ok[0]), int(ok[-1])
+
+
+@pytest.mark.parametrize("t", [1, 7, 60, 101, 999, 5_000, 120_000])
+@pytest.mark.parametrize(("q", "rho"), [(0.99, 200.0), (0.5, 50.0), (0.9, 5.0)])
+def test_windowed_count_bounds_equal_the_full_search(t: int, q: float, rho: float) -> None:
+    assert count_bounds(t, q, 0.05, rho) == _full_count_bounds(t, q, 0.05, rho)
+
+
+def test_quantile_cs_in_bins_keeps_bounded_memory_and_stays_valid() -> None:
+    """Past ``exact_limit`` the values live in log bins; the bounds move to the bins' outer edges,
+    so the binned interval contains the exact one (it can only widen) and still covers the p99."""
+    rng = np.random.default_rng(11)
+    xs = rng.lognormal(3.0, 0.6, 30_000)
+    exact, binned = QuantileCS(0.99, 0.05), QuantileCS(0.99, 0.05, exact_limit=2_000, bin_width=0.005)
+    for chunk in np.array_split(xs, 15):  # queried as a controller would, tick by tick
+        exact.extend(chunk)
+        binned.extend(chunk)
+        e, b = exact.interval(), binned.interval()
+        assert b.low <= e.low and b.high >= e.high
+        assert b.high <= e.high * 1.006 + 1e-9 and b.low >= e.low / 1.006 - 1e-9  # within one bin
+    assert binned.binned and not exact.binned and binned.n == exact.n == 30_000
+    assert binned._bins is not None and len(binned._bins._counts) < 1_000 and binned._xs == []
+    true_p99 = math.exp(3.0 + 0.6 * 2.3263478740408408)
+    assert b.low <= true_p99 <= b.high
+    assert abs(b.estimate - e.estimate) / e.estimate < 0.01
+    neg = QuantileCS(0.5, 0.05, exact_limit=10)
+    neg.extend([-5.0, -1.0, 0.0, 2.0, 3.0] * 40)
+    iv = neg.interval()
+    assert iv.low <= 0.0 <= iv.high and neg.binned

@@ -164,6 +164,10 @@ class LocalBackend:
                             field="dtype")
         if batch_size is None:  # the fast engine drops finished rows, so larger batches cost little
             batch_size = 16 if engine == "fast" else 8
+        if threads is None and engine == "fast":
+            # Its ~10 small ops per layer and row each end in an OpenMP barrier: at load 7-8 on the
+            # 2-core machine, 2 threads took 10x the wall time and 11x the CPU of 1 thread (decision 0014).
+            threads = 1
         if batch_size < 1:
             raise UserError("batch_size must be at least 1", field="batch_size")
         if threads is not None and threads < 1:

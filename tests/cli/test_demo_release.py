@@ -157,3 +157,19 @@ def test_an_example_without_release_yaml_runs_the_tune_and_gate_demo(tmp_path: P
     assert code == 0
     assert (out / "gate" / "verdict.json").exists() and (out / "history.json").exists()
     assert not (out / "serve").exists() and not (out / "demo.json").exists()
+
+
+@pytest.mark.slow
+def test_a_gate_that_cannot_decide_stops_the_story_there(tmp_path: Path) -> None:
+    """No verdict (here: a headline scoped to a cohort no test row has): said so, nothing served, exit 1."""
+    out = tmp_path / "out"
+    with OpenAIServer(default=_responder) as srv:
+        _example(tmp_path / "ex", srv.base_url)
+        (tmp_path / "ex" / "policy.yaml").write_text(
+            "name: p\nversion: '1'\nheadline: {evaluator: exact_match, rule: improve, cohorts: [delta]}\n")
+        code = main(["--db", str(tmp_path / "t.db"), "demo", "--dir", str(tmp_path / "ex"), "--report-dir", str(out),
+                     "--method", "gepa", "--budget", "80"])
+    assert code == 1
+    res = json.loads((out / "demo.json").read_text())
+    assert res["gate"]["decision"] is None and "delta" in res["gate"]["error"]
+    assert not (out / "serve").exists() and "replay" not in res

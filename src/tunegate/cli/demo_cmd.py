@@ -72,6 +72,8 @@ def demo_command(obj: common.Context, example_dir: str | None, report_dir: str, 
     w = res["wall_s"]
     steps = " · ".join(f"{k} {v:.0f}s" for k, v in w.items() if k != "total")
     con.print(f"wall time {w['total']:.0f}s ({steps}) · timings in {res['path']}", soft_wrap=True)
+    if "report" not in res:
+        return 1   # no verdict: the story stopped at the gate (printed above)
     con.print(f"report.html: {res['report']['report_html']}", soft_wrap=True)
     con.print(f"dashboard:   {res['report']['dashboard']}", soft_wrap=True)
     return 0  # the demo ran; verdicts and controller decisions are its output, not its exit code

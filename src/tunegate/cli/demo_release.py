@@ -373,14 +373,21 @@ class ReleaseDemo:
         (prepare or self.prepare_models)()
         self.plan_tune()
         self.tune()
-        self.gate()
-        with ExitStack() as stack:
-            self.rollout(stack)
-            self.replay()
-            self.report()
-            with self.times.step("stop"):
-                assert self.gateway is not None
-                self.gateway.stop()
+        try:
+            self.gate()
+        except UserError as e:   # the gate refused to decide (e.g. every row of a scoped rule excluded)
+            self.result["gate"] = {"decision": None, "error": str(e)}
+            self.emit(f"2 gate    no verdict: {e}")
+            self.emit("          without a verdict nothing can be promoted; the serve, replay and dashboard "
+                      "steps are skipped")
+        else:
+            with ExitStack() as stack:
+                self.rollout(stack)
+                self.replay()
+                self.report()
+                with self.times.step("stop"):
+                    assert self.gateway is not None
+                    self.gateway.stop()
         self.result["wall_s"] = self.times.wall_s | {"total": round(time.perf_counter() - t0, 2)}
         self.result["loadavg"] = {"start": [round(x, 2) for x in load0],
                                   "end": [round(x, 2) for x in os.getloadavg()], "cpus": os.cpu_count()}

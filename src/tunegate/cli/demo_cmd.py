@@ -46,9 +46,11 @@ def find_example_dir(name: str = "support") -> Path:
               help="Requests replayed through the gateway (train/dev rows, never test rows).")
 @click.option("--rate", type=click.FloatRange(min=0, min_open=True), default=1.0, show_default=True,
               help="Replay rate, requests per second (open loop).")
+@click.option("--candidate", "candidate", type=click.Path(dir_okay=False, exists=True), default=None,
+              help="Gate this candidate YAML instead of tuning one (e.g. the example's hand-written candidate.yaml).")
 @click.pass_obj
 def demo_command(obj: common.Context, example_dir: str | None, report_dir: str, method: str, budget: int | None,
-                 replay_rows: int, rate: float) -> int:
+                 replay_rows: int, rate: float, candidate: str | None) -> int:
     """Tune a candidate, gate it per cohort, canary it through the gateway, replay traffic, write the reports."""
     folder = Path(example_dir) if example_dir else find_example_dir("release")
     if not (folder / "release.yaml").exists():   # examples/support: no release controller, tune and gate only
@@ -58,7 +60,8 @@ def demo_command(obj: common.Context, example_dir: str | None, report_dir: str, 
     con = common.out_console()
     threads = _pick_threads()
     opts = DemoOptions(folder=folder, out=Path(report_dir).resolve(), db=obj.db, method=method,
-                       budget=budget or DemoOptions.budget, replay_rows=replay_rows, rate=rate)
+                       budget=budget or DemoOptions.budget, replay_rows=replay_rows, rate=rate,
+                       candidate=Path(candidate) if candidate else None)
     con.print(f"[bold]tunegate demo[/]: tune → gate per cohort → canary through the gateway → replay → reports "
               f"(store {store_label(obj.db)}, reports in {opts.out}/; {threads})", soft_wrap=True)
     with obj.store() as store:

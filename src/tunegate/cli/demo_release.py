@@ -60,6 +60,7 @@ class DemoOptions:
     settle_s: float = 60.0           #: after the replay: at most this long for the last shadows and scores
     route: str = ROUTE
     arm: str = ARM
+    candidate: Path | None = None    #: gate this candidate YAML instead of tuning one (step 1 skipped)
 
 
 @dataclass
@@ -135,6 +136,15 @@ class ReleaseDemo:
         from tunegate.tuning.workflow import run_prompt_tune
 
         plan = self.plan or self.plan_tune()
+        if self.o.candidate is not None:
+            from tunegate.prompts import PromptRegistry, resolve_candidate
+
+            self.baseline = resolve_candidate(plan.seed, PromptRegistry(self.store))
+            self.candidate_path = self.o.candidate
+            self.candidate = load_candidate(self.o.candidate)
+            self.result["tune"] = {"skipped": True, "candidate": str(self.o.candidate)}
+            self.emit(f"1 tune    skipped: gating {self.o.candidate} as given (--candidate)")
+            return
         with self.times.step("tune"):
             res = run_prompt_tune(plan, self.store, gate=False)
         o = res.outcome

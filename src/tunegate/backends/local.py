@@ -3,7 +3,7 @@
 Why these choices (measurements on the 2-core dev machine are in the bench and the tests):
 
 * **Two engines** (``engine=``): ``fast`` (the default, :mod:`tunegate.backends.fastlm`: int8
-  weights and per-token int8 activations, batch-invariant by construction, ~3x the throughput;
+  weights and per-token int8 activations, batch-invariant by construction, ~2.1-2.4x the fp32 throughput at batch 16;
   decision 0014) and ``transformers`` (HF ``generate``; what training uses). The engine and its
   quantization are part of the backend identity and of the candidate hash. A prompt-learning
   adapter (soft prompt) always runs on ``transformers``. The rest of this list is about that engine.

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import shutil
 import subprocess
 import sys
 import threading
@@ -25,6 +26,7 @@ from tunegate.backends.local import LocalBackend
 from tunegate.backends.toolparse import parse_tool_calls, tool_names, tools_system_prompt
 from tunegate.core.candidate import DecodingParams
 from tunegate.core.example import Message, ToolCall
+from tunegate.core.paths import tunegate_home
 from tunegate.core.result import ModelOutput
 from tunegate.errors import BackendError, UserError
 
@@ -327,11 +329,17 @@ def test_peft_adapter_changes_identity_and_loads(backend: LocalBackend, tmp_path
     base = AutoModelForCausalLM.from_pretrained(models.resolve_model("smollm2-135m-instruct"))
     peft_model = get_peft_model(base, LoraConfig(r=2, target_modules=["q_proj", "v_proj"], init_lora_weights=False))
     peft_model.save_pretrained(tmp_path / "adapter")
+    engines = tunegate_home() / "engines"
+    before = set(engines.iterdir()) if engines.is_dir() else set()
     b = LocalBackend(adapter=str(tmp_path / "adapter"), threads=1)
     assert b.identity()["adapter"].startswith("sha256:")
-    out = run(b, [req("Hi", max_tokens=4)])[0]
-    assert out.usage.completion_tokens <= 4
-    asyncio.run(b.aclose())
+    try:
+        out = run(b, [req("Hi", max_tokens=4)])[0]
+        assert out.usage.completion_tokens <= 4
+    finally:
+        asyncio.run(b.aclose())
+        for p in set(engines.iterdir()) - before if engines.is_dir() else ():  # a random adapter: never reused
+            shutil.rmtree(p) if p.is_dir() else p.unlink()
 
 
 @pytest.mark.slow

@@ -31,6 +31,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from tunegate.core.engines import FAST_FORMAT
+
 __all__ = ["FORMAT", "FastLlama", "RowSpec", "load_engine", "load_state_dict", "quantize_state"]
 
 
@@ -269,7 +271,7 @@ class FastLlama:
 
 
 #: Bumped when the quantized format changes (it is part of the on-disk cache key and the identity).
-FORMAT = "w8a8-v1"
+FORMAT = FAST_FORMAT  # defined in core: the candidate hash names it without importing torch
 
 
 def load_engine(folder: Path, adapter: str | None, key: str, cache_dir: Path | None) -> FastLlama:

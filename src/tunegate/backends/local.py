@@ -51,42 +51,13 @@ from tunegate.backends.models import (
     resolve_model,
 )
 from tunegate.backends.toolparse import parse_tool_calls, tools_system_prompt
+from tunegate.core.engines import AUTO_DTYPE, DTYPES, ENGINES, engine_label
+from tunegate.core.engines import is_prompt_learning as _is_prompt_learning
 from tunegate.core.hashing import file_digest
 from tunegate.core.result import ModelOutput, Usage
 from tunegate.errors import BackendError, UserError
 
 __all__ = ["AUTO_DTYPE", "DTYPES", "ENGINES", "LocalBackend", "SeededSampler", "StopOnStrings", "engine_label"]
-
-DTYPES = ("auto", "float32", "bfloat16", "float16")
-#: ``fast``: the int8 Llama engine (tunegate.backends.fastlm); ``transformers``: HF generate.
-ENGINES = ("fast", "transformers")
-#: What ``dtype="auto"`` means on CPU (see the module docstring for why not bf16).
-AUTO_DTYPE = "float32"
-
-
-def _is_prompt_learning(adapter: str) -> bool:
-    """True for PEFT prompt-learning adapters (prompt/prefix/p-tuning), read from adapter_config.json."""
-    try:
-        cfg = json.loads((Path(adapter) / "adapter_config.json").read_text())
-    except (OSError, ValueError):
-        return False
-    return isinstance(cfg, dict) and str(cfg.get("peft_type", "")).upper() in {
-        "PROMPT_TUNING", "P_TUNING", "PREFIX_TUNING", "MULTITASK_PROMPT_TUNING", "CPT"}
-
-
-def engine_label(engine: str, dtype: str, adapter: str | None) -> str:
-    """The engine as it enters identities: ``fast-w8a8-v1`` or ``transformers-<dtype>``.
-
-    No torch import: the candidate hash calls this. A prompt-learning adapter forces transformers.
-    """
-    if engine not in ENGINES:
-        raise UserError(f"engine must be one of {', '.join(ENGINES)}, got {engine!r}", field="engine")
-    if engine == "fast" and not (adapter is not None and _is_prompt_learning(adapter)):
-        from tunegate.backends.fastlm import FORMAT
-
-        return f"fast-{FORMAT}"
-    return f"transformers-{AUTO_DTYPE if dtype == 'auto' else dtype}"
-
 
 class SeededSampler:
     """Logits processor: each sampled row draws from its own generator; greedy rows pass through.

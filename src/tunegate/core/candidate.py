@@ -93,7 +93,7 @@ class CandidateSpec(BaseModel):
     def _local_engine(self) -> str:
         """The local backend's engine and quantization (``fast-w8a8-v1``, ``transformers-float32``):
         they change the text, so they are part of the identity even though they are set in options."""
-        from tunegate.backends.local import engine_label
+        from tunegate.core.engines import engine_label
 
         engine, dtype = self.options.get("engine", "fast"), self.options.get("dtype", "auto")
         try:

@@ -173,3 +173,23 @@ def test_a_gate_that_cannot_decide_stops_the_story_there(tmp_path: Path) -> None
     res = json.loads((out / "demo.json").read_text())
     assert res["gate"]["decision"] is None and "delta" in res["gate"]["error"]
     assert not (out / "serve").exists() and "replay" not in res
+
+
+@pytest.mark.slow
+def test_demo_gates_a_given_candidate_without_tuning(tmp_path: Path) -> None:
+    """``--candidate FILE``: step 1 skipped, the model never sees a reflection prompt, FILE is what is served."""
+    out = tmp_path / "out"
+    with OpenAIServer(default=_responder) as srv:
+        _example(tmp_path / "ex", srv.base_url)
+        given = tmp_path / "given.yaml"
+        given.write_text(f"name: given\nbackend: openai\nmodel: task-model\nbase_url: {srv.base_url}\n"
+                         f"prompt: {{system: 'Answer. {MAGIC}', user: '{{{{input}}}}'}}\n"
+                         "params: {temperature: 0, max_tokens: 32}\n")
+        code = main(["--db", str(tmp_path / "t.db"), "demo", "--dir", str(tmp_path / "ex"), "--report-dir", str(out),
+                     "--candidate", str(given), "--replay-rows", "9", "--rate", "30"])
+        reflections = [r for r in srv.chat_requests if "```" in json.dumps((r.body or {}).get("messages"))]
+    assert code == 0 and not reflections
+    res = json.loads((out / "demo.json").read_text())
+    assert res["tune"] == {"skipped": True, "candidate": str(given)} and "tune" not in res["wall_s"]
+    assert res["gate"]["allowed_cohorts"] == ["alpha", "beta"] and str(given) in (out / "serve" / "gateway.yaml").read_text()
+    assert res["replay"]["ok"] == 9

@@ -186,3 +186,26 @@ def test_minhash_estimate_matches_true_jaccard() -> None:
     err = est - np.asarray(truth)
     assert abs(err.mean()) < 0.02 and err.std() < 0.06, (err.mean(), err.std())
     assert lsh_params(0.8, 128) == (16, 8)
+
+
+def test_a_shared_task_instruction_is_template_not_a_leak() -> None:
+    """Every row of a cohort starting with the same instruction shares its 13-grams (and most of its
+    character shingles) with every train row; that is the dataset's template. The row's own text
+    copied into a train row is still found, by n-gram, and so is a near copy by MinHash."""
+    from tunegate.core.example import Example
+
+    instr = ("Classify this bank customer message. Reply with JSON only: category one of card, transfer, "
+             "top_up, cash, exchange or account, and an intent label in snake case.")
+    rng = np.random.default_rng(3)
+    vocab = ["card", "pin", "transfer", "refund", "fee", "limit", "statement", "atm", "cash", "top", "up", "exchange", "rate", "account", "blocked", "lost", "stolen", "pending", "declined", "charged", "twice", "salary", "abroad", "euro", "app", "verify", "identity"]
+    msgs = [" ".join(rng.choice(vocab, size=int(rng.integers(6, 12)))) for _ in range(40)]
+    rows = [Example(id=f"r{i}", input=f"{instr}\nMessage: {m}") for i, m in enumerate(msgs)]
+    train, test = rows[:25], rows[25:]
+    assert check_contamination(train, test).clean
+    assert len(check_contamination(train, test, template_share=None).rows) == len(test)  # the old behaviour
+    leak = Example(id="leak", input=f"{instr}\nMessage: {msgs[3]}")
+    near = Example(id="near", input=f"{instr}\nMessage: {msgs[4].replace('refund', 'refunds')}!")
+    rep = check_contamination(train, [*test, leak, near])
+    assert sorted(rep.ids()) == ["leak", "near"]
+    assert {r.eval_id: r.method for r in rep.rows}["leak"] in ("exact", "ngram")
+    assert rep.params["template_share"] == 0.1

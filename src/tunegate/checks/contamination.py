@@ -19,10 +19,19 @@ row at the same threshold). A reference answer shared by many rows — a canned 
 JSON reply — is a policy the model is meant to learn, not a leaked eval item; without the anchor a
 gate would drop its whole safety cohort. ``anchor_input=False`` (CLI ``--any-field``) counts any
 overlap. Rows with no input text in the chosen fields are never anchored.
+
+Boilerplate is not a leak: a golden set whose rows all start with the same task instruction ("Classify
+this bank customer message. Reply with JSON only: ...") shares that instruction's 13-grams with every
+train row. An n-gram window that at least ``template_share`` (10 %) of the eval rows -- and at least 5
+of them -- share is the dataset's own template: a shared window that touches it counts only when at
+least half of its words are the row's own text (the customer's message). ``template_share=None`` turns
+this off. MinHash compares the rows without their template words (a short message behind a long
+shared instruction would otherwise reach the Jaccard threshold on the instruction alone).
 """
 
 from __future__ import annotations
 
+import math
 import time
 from collections import Counter, defaultdict
 from collections.abc import Callable, Sequence
@@ -34,7 +43,7 @@ import numpy as np
 
 from tunegate._version import __version__
 from tunegate.checks.minhash import MinHasher, lsh_pairs, lsh_params
-from tunegate.checks.ngrams import encode_words, ngram_overlap
+from tunegate.checks.ngrams import encode_words, frequent_windows, ngram_overlap, window_mask
 from tunegate.checks.textrows import (
     DEFAULT_FIELDS,
     TextRow,
@@ -52,6 +61,9 @@ __all__ = ["METHODS", "ContaminatedRow", "ContaminationReport", "Match", "Source
            "check_contamination"]
 
 METHODS: tuple[str, ...] = ("exact", "ngram", "minhash")
+#: A window counts as the dataset's boilerplate only when at least this many eval rows share it
+#: (and ``template_share`` of them): two or three rows sharing a passage may be one leaked item.
+_TEMPLATE_MIN_ROWS = 5
 _RANK = {m: i for i, m in enumerate(METHODS)}
 
 Progress = Callable[[str, int, int], None]
@@ -172,7 +184,8 @@ def _first_shared_span(a: str, b: str, n: int, min_k: int = 3) -> str:
 
 def check_contamination(train_rows: RowsLike, eval_rows: RowsLike, *, ngram: int = 13, min_ngram: int = 8,
                         jaccard: float = 0.8, fields: Sequence[str] = DEFAULT_FIELDS,
-                        methods: Sequence[str] = METHODS, anchor_input: bool = True, num_perm: int = 128,
+                        methods: Sequence[str] = METHODS, anchor_input: bool = True,
+                        template_share: float | None = 0.1, num_perm: int = 128,
                         shingle: int = 5, seed: int = 1, max_listed: int = 20,
                         progress: Progress | None = None) -> ContaminationReport:
     """Find every eval row that overlaps a train row (see the module docstring for the methods)."""
@@ -184,6 +197,8 @@ def check_contamination(train_rows: RowsLike, eval_rows: RowsLike, *, ngram: int
         raise UserError(f"need 1 <= min_ngram <= ngram, got {min_ngram} and {ngram}", field="ngram")
     if not 0.0 < jaccard <= 1.0:
         raise UserError(f"jaccard threshold must be in (0, 1], got {jaccard}", field="jaccard")
+    if template_share is not None and not 0.0 < template_share <= 1.0:
+        raise UserError(f"template share must be in (0, 1], got {template_share}", field="template_share")
     hook = progress or (lambda stage, done, total: None)
     tsrc, esrc = as_text_rows(train_rows, fields), as_text_rows(eval_rows, fields)
     trows = [r for s in tsrc for r in s.rows]
@@ -194,6 +209,17 @@ def check_contamination(train_rows: RowsLike, eval_rows: RowsLike, *, ngram: int
     ttext = [" ".join(w for s in segs for w in s) for segs in tsegs]
     etext = [" ".join(w for s in segs for w in s) for segs in esegs]
     hook("normalising", 1, 1)
+    tc = ec = None
+    e_tpl: np.ndarray | None = None
+    t_own, e_own = ttext, etext  # what MinHash compares: the rows without the dataset's template
+    if template_share is not None and ("ngram" in methods or "minhash" in methods):
+        tc, ec = encode_words(tsegs, seed=seed), encode_words(esegs, seed=seed)
+        lengths = sorted({ngram} | {int(x) for x in np.concatenate([tc.seg_len, ec.seg_len])
+                                    if min_ngram <= x < ngram})
+        found = frequent_windows(ec, lengths, max(_TEMPLATE_MIN_ROWS, math.ceil(template_share * len(erows))))
+        if found:
+            e_tpl, t_tpl = window_mask(ec, found), window_mask(tc, found)
+            e_own, t_own = _without(etext, ec, e_tpl), _without(ttext, tc, t_tpl)
     hits: dict[tuple[int, int], dict[str, float]] = defaultdict(dict)
     spans: dict[tuple[int, int], str] = {}
     if "exact" in methods:
@@ -208,9 +234,10 @@ def check_contamination(train_rows: RowsLike, eval_rows: RowsLike, *, ngram: int
         hook("exact match", 1, 1)
     if "ngram" in methods:
         hook("n-grams", 0, 1)
-        tc = encode_words(tsegs, seed=seed)
-        ec = encode_words(esegs, seed=seed)
-        ng = ngram_overlap(tc, ec, ngram, min_ngram, anchor=_anchor(erows, ec) if anchor_input else None)
+        tc = tc if tc is not None else encode_words(tsegs, seed=seed)
+        ec = ec if ec is not None else encode_words(esegs, seed=seed)
+        ng = ngram_overlap(tc, ec, ngram, min_ngram, anchor=_anchor(erows, ec) if anchor_input else None,
+                           template=e_tpl)
         for e, t, p, ln, cov in zip(ng.eval_idx.tolist(), ng.train_idx.tolist(), ng.first_pos.tolist(),
                                     ng.first_len.tolist(), ng.coverage.tolist(), strict=True):
             hits[(e, t)]["ngram"] = round(float(cov), 4)
@@ -220,13 +247,13 @@ def check_contamination(train_rows: RowsLike, eval_rows: RowsLike, *, ngram: int
     if "minhash" in methods:
         hook("minhash", 0, 2)
         hasher = MinHasher(num_perm=num_perm, seed=seed)
-        tsig, esig = hasher.sign(ttext, shingle), hasher.sign(etext, shingle)
+        tsig, esig = hasher.sign(t_own, shingle), hasher.sign(e_own, shingle)
         hook("minhash", 1, 2)
         bands_rows = lsh_params(jaccard, num_perm)
-        e_i, t_i, jac = lsh_pairs(tsig, esig, jaccard, seed=seed, valid_train=np.array([bool(t) for t in ttext]),
-                                  valid_eval=np.array([bool(t) for t in etext]))
+        e_i, t_i, jac = lsh_pairs(tsig, esig, jaccard, seed=seed, valid_train=np.array([bool(t) for t in t_own]),
+                                  valid_eval=np.array([bool(t) for t in e_own]))
         for e, t, j in zip(e_i.tolist(), t_i.tolist(), jac.tolist(), strict=True):
-            if (e, t) in hits or not anchor_input or _input_contained(erows[e], ttext[t], shingle, jaccard):
+            if (e, t) in hits or not anchor_input or _input_contained(erows[e], t_own[t], shingle, jaccard):
                 hits[(e, t)]["minhash"] = round(float(j), 4)
         hook("minhash", 2, 2)
     per_eval: dict[int, list[Match]] = defaultdict(list)
@@ -245,12 +272,22 @@ def check_contamination(train_rows: RowsLike, eval_rows: RowsLike, *, ngram: int
                                    ranked[0].span, len(ranked), ranked[:max_listed]))
     summary = _summarise(esrc, erows, etext, out)
     params = {"ngram": ngram, "min_ngram": min_ngram, "jaccard": jaccard, "methods": list(methods),
-              "anchor_input": anchor_input,
+              "anchor_input": anchor_input, "template_share": template_share,
               "num_perm": num_perm, "shingle_chars": shingle, "seed": seed, "fields": list(fields),
               "lsh_bands_rows": list(bands_rows) if bands_rows else None, "tunegate_version": __version__}
     train = [{"source": s.source, "rows": len(s.rows), "fields": s.fields, "hash": s.hash, "kind": s.kind,
               **({"file_sha256": s.extra["file_sha256"]} if "file_sha256" in s.extra else {})} for s in tsrc]
     return ContaminationReport(out, summary, train, params, time.perf_counter() - t0)
+
+
+def _without(texts: list[str], corpus: Any, template: np.ndarray) -> list[str]:
+    """Each row's normalised text with its template words left out (the words in corpus order)."""
+    words = [w for t in texts for w in t.split()]
+    out = []
+    for i in range(len(texts)):
+        a, b = int(corpus.offsets[i]), int(corpus.offsets[i + 1])
+        out.append(" ".join(w for w, tpl in zip(words[a:b], template[a:b], strict=True) if not tpl))
+    return out
 
 
 def _anchor(rows: list[TextRow], corpus: Any) -> np.ndarray:

@@ -20,7 +20,8 @@ import numpy as np
 
 from tunegate.checks.minhash import rolling_windows, splitmix64
 
-__all__ = ["NgramHits", "WordCorpus", "encode_words", "ngram_overlap"]
+__all__ = ["NgramHits", "WordCorpus", "encode_words", "frequent_windows", "ngram_overlap", "template_words",
+           "window_mask"]
 
 _P = np.uint64(0x100000001B3)
 
@@ -147,14 +148,55 @@ def _coverage(key: np.ndarray, pos: np.ndarray, L: int) -> tuple[np.ndarray, np.
     return k[starts], p[starts], np.add.reduceat(gap, starts)
 
 
+def frequent_windows(ev: WordCorpus, lengths: Sequence[int], min_rows: int) -> dict[int, np.ndarray]:
+    """Per window length: the hashes of windows that ``min_rows`` or more distinct eval rows share --
+    the dataset's own boilerplate (a task instruction every row of a cohort starts with)."""
+    out: dict[int, np.ndarray] = {}
+    if ev.n_rows < min_rows:
+        return out
+    for L in lengths:
+        h, r, _ = _windows(ev, L)
+        if h.size == 0:
+            continue
+        order = np.lexsort((r, h))
+        hs, rs = h[order], r[order]
+        new_pair = np.concatenate([[True], (hs[1:] != hs[:-1]) | (rs[1:] != rs[:-1])])
+        uh, rows = np.unique(hs[new_pair], return_counts=True)
+        if (rows >= min_rows).any():
+            out[L] = uh[rows >= min_rows]
+    return out
+
+
+def window_mask(c: WordCorpus, windows: dict[int, np.ndarray]) -> np.ndarray:
+    """One bool per word of ``c``: inside a window whose hash is among ``windows[L]``."""
+    mask = np.zeros(c.vals.size + 1, np.int64)
+    for L, hashes in windows.items():
+        h, r, p = _windows(c, L)
+        sel = np.isin(h, hashes)
+        start = c.offsets[r[sel]] + p[sel]
+        np.add.at(mask, start, 1)
+        np.add.at(mask, start + L, -1)
+    return np.cumsum(mask[:-1]) > 0
+
+
+def template_words(ev: WordCorpus, lengths: Sequence[int], min_rows: int) -> np.ndarray:
+    """One bool per eval word: inside a window that ``min_rows`` or more eval rows share."""
+    return window_mask(ev, frequent_windows(ev, lengths, min_rows))
+
+
 def ngram_overlap(train: WordCorpus, ev: WordCorpus, n: int = 13, min_n: int = 8, *,
-                  anchor: np.ndarray | None = None, max_bucket: int = 1000, eval_chunk: int = 20000) -> NgramHits:
+                  anchor: np.ndarray | None = None, template: np.ndarray | None = None, max_bucket: int = 1000,
+                  eval_chunk: int = 20000) -> NgramHits:
     """Every (eval, train) pair sharing an n-gram, or a whole short field of ``min_n``..n-1 words.
 
     ``anchor`` (one bool per eval word): a shared window counts only if it covers an anchored word
     (the eval row's input), so an answer shared by many rows — a canned refusal — is not a leak.
+    ``template`` (one bool per eval word, e.g. :func:`template_words`): the dataset's boilerplate; a shared window that touches the template counts only when at least
+    half its words are the row's own (anchored, non-template), so a shared instruction does not
+    flag every row that carries it, while the row's own text copied into a train row still does.
     """
     n_train = np.int64(max(train.n_rows, 1))
+    boiler = template if template is not None and template.any() else None
     passes: list[tuple[np.ndarray, np.ndarray, np.ndarray, int]] = []
     th, tr, _ = _windows(train, n)
     for r0 in range(0, ev.n_rows, eval_chunk):
@@ -177,12 +219,20 @@ def ngram_overlap(train: WordCorpus, ev: WordCorpus, n: int = 13, min_n: int = 8
             e, t, p = _join(wh, wr, vh, vr, vp, max_bucket)
             if e.size:
                 passes.append((e, t, p, L))
-    if anchor is not None:
-        cs = np.concatenate([[0], np.cumsum(anchor, dtype=np.int64)])
+    if anchor is not None or boiler is not None:
+        own = np.ones(ev.vals.size, bool) if anchor is None else anchor.astype(bool)
+        if boiler is not None:
+            own = own & ~boiler
+            cb = np.concatenate([[0], np.cumsum(boiler, dtype=np.int64)])
+        cs = np.concatenate([[0], np.cumsum(own, dtype=np.int64)])
         kept = []
         for e, t, p, L in passes:
             at = ev.offsets[e] + p
-            ok = cs[at + L] - cs[at] > 0
+            mine = cs[at + L] - cs[at]
+            # a window with template words must be at least half the row's own (anchored) words:
+            # twelve words of a shared instruction plus "I" is the template, not this row leaking
+            need = np.where(cb[at + L] - cb[at] > 0, (L + 1) // 2, 1) if boiler is not None else 1
+            ok = mine >= need
             if ok.any():
                 kept.append((e[ok], t[ok], p[ok], L))
         passes = kept

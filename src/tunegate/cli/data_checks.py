@@ -50,12 +50,15 @@ def _csv(text: str | None, what: str) -> list[str] | None:
                    "checked on its other splits.")
 @click.option("--any-field", is_flag=True,
               help="Count overlaps confined to answers/context too (default: an overlap must involve the input).")
+@click.option("--template-share", type=click.FloatRange(0.0, 1.0), default=0.1, show_default=True,
+              help="Text that this share of the eval rows (and at least 5) shares is the dataset's template "
+                   "(a task instruction), not a leak; 0 turns this off.")
 @click.option("--json", "as_json", is_flag=True, help="Print the full report as JSON.")
 @click.option("--out", type=click.Path(dir_okay=False), default=None, help="Write one JSON line per overlapping row.")
 @click.option("--show", type=int, default=30, show_default=True, help="Rows listed in the table.")
 def contamination_command(train: str, evals: tuple[str, ...], ngram: int, min_ngram: int, jaccard: float,
-                          fields: str, methods: str, split: str | None, any_field: bool, as_json: bool,
-                          out: str | None, show: int) -> int:
+                          fields: str, methods: str, split: str | None, any_field: bool, template_share: float,
+                          as_json: bool, out: str | None, show: int) -> int:
     """Eval rows that overlap TRAIN rows (exact / 13-gram / MinHash); exit 1 when any is found.
 
     \b
@@ -85,7 +88,7 @@ def contamination_command(train: str, evals: tuple[str, ...], ngram: int, min_ng
 
         report = check_contamination(train_rows, eval_sets, ngram=ngram, min_ngram=min_ngram, jaccard=jaccard,
                                      fields=field_list, methods=method_list, anchor_input=not any_field,
-                                     progress=hook)
+                                     template_share=template_share or None, progress=hook)
         bar(4, 4)
     if out:
         stamp = {"tunegate_version": report.params["tunegate_version"], "train": train,

@@ -243,8 +243,9 @@ class NLIModel:
         self.max_length: int = int(infer.get("max_length", 256))
         self.window_words: int = int(infer.get("window_words", 60))
         self.top_k: int = int(infer.get("top_k", 6))
-        #: "int8": dynamic int8 quantization of the Linear layers at load (2-2.5x faster on CPU);
-        #: ``TUNEGATE_NLI_QUANTIZE=none`` turns it off (to compare, or on hardware without int8 kernels).
+        #: "none" (the shipped manifest's choice): fp32, a pair's probabilities independent of its batch.
+        #: "int8" (``TUNEGATE_NLI_QUANTIZE=int8``): dynamic int8 Linear layers, ~1.7x faster on CPU, but
+        #: activations are scaled per batch, so scores move slightly with the batch neighbours.
         self.quantize: str = os.environ.get(QUANTIZE_ENV_VAR) or str(infer.get("quantize", "none"))
         if self.quantize not in ("int8", "none"):
             raise ValueError(f"{QUANTIZE_ENV_VAR} / inference.quantize must be 'int8' or 'none', got {self.quantize!r}")

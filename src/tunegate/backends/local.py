@@ -32,13 +32,14 @@ Why these choices (measurements on the 2-core dev machine are in the bench and t
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import gc
 import json
 import threading
 import time
 from collections import defaultdict
 from collections.abc import Sequence
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, InvalidStateError, ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -58,6 +59,12 @@ from tunegate.core.result import ModelOutput, Usage
 from tunegate.errors import BackendError, UserError
 
 __all__ = ["AUTO_DTYPE", "DTYPES", "ENGINES", "LocalBackend", "SeededSampler", "StopOnStrings", "engine_label"]
+
+def _settle(fut: Future[list[GenerationResult]], results: list[GenerationResult]) -> None:
+    """Hand a waiting call its results; one that gave up (cancelled) gets nothing."""
+    with contextlib.suppress(InvalidStateError):
+        fut.set_result(results)
+
 
 class SeededSampler:
     """Logits processor: each sampled row draws from its own generator; greedy rows pass through.
@@ -166,6 +173,12 @@ class LocalBackend:
         self._executor: ThreadPoolExecutor | None = None
         self._path: Path | None = None
         self._context = 0
+        # requests that arrived while a batch ran: the next batch takes them all (see generate)
+        self._pending: list[tuple[list[GenerationRequest], Future[list[GenerationResult]]]] = []
+        self._pending_lock = threading.Lock()
+        self._draining = False
+        #: batches run so far (a gateway's concurrent single requests should share them)
+        self.batches_run = 0
 
     # -- identity -------------------------------------------------------------------------------
 
@@ -310,11 +323,50 @@ class LocalBackend:
     # -- generation -----------------------------------------------------------------------------
 
     async def generate(self, requests: Sequence[GenerationRequest]) -> list[GenerationResult]:
-        """Outputs in request order; failures come back as ``BackendError`` values, never raised."""
+        """Outputs in request order; failures come back as ``BackendError`` values, never raised.
+
+        Calls that arrive while a batch is running are **coalesced**: when the batch ends, the worker
+        takes every waiting call's requests as the next batch. A gateway sends one request per call;
+        without this, N concurrent users meant N batches of one, one after the other (batch 16 is
+        about 3x the tokens/s of batch 1 here). Outputs do not change: both engines are
+        batch-invariant, so a row's text does not depend on who it was batched with.
+        """
         if not requests:
             return []
-        loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(self._worker(), self._generate_sync, list(requests))
+        fut: Future[list[GenerationResult]] = Future()
+        with self._pending_lock:
+            self._pending.append((list(requests), fut))
+            start, self._draining = not self._draining, True
+        if start:
+            try:
+                self._worker().submit(self._drain)
+            except RuntimeError as e:  # the executor was shut down under us (aclose)
+                self._fail_pending(BackendError(f"local backend is closing: {e}"))
+        return await asyncio.wrap_future(fut)
+
+    def _drain(self) -> None:
+        """On the worker thread: run batches until no call is waiting."""
+        while True:
+            with self._pending_lock:
+                if not self._pending:
+                    self._draining = False
+                    return
+                groups, self._pending = self._pending, []
+            flat = [r for reqs, _ in groups for r in reqs]
+            try:
+                results = self._generate_sync(flat)
+            except BaseException as e:  # never leave a caller waiting
+                results = [BackendError(f"local generation failed: {type(e).__name__}: {e}")] * len(flat)
+            k = 0
+            for reqs, fut in groups:
+                _settle(fut, results[k:k + len(reqs)])
+                k += len(reqs)
+
+    def _fail_pending(self, err: BackendError) -> None:
+        with self._pending_lock:
+            groups, self._pending, self._draining = self._pending, [], False
+        for reqs, fut in groups:
+            _settle(fut, [err] * len(reqs))
 
     def _worker(self) -> ThreadPoolExecutor:
         """The one thread all torch work runs on.
@@ -352,6 +404,7 @@ class LocalBackend:
                 rows.sort(key=lambda row: len(row[1]))
                 for k in range(0, len(rows), self.max_batch):
                     chunk = rows[k:k + self.max_batch]
+                    self.batches_run += 1
                     try:
                         outs = self._run_batch([requests[i] for i, _ in chunk], [ids for _, ids in chunk],
                                                max_tokens)

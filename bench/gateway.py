@@ -111,77 +111,11 @@ def run_stub(port: int, delay_ms: float, fault_rate: float, seed: int) -> None:
 # -- the open-loop load generator --------------------------------------------------------------------
 
 async def _load(port: int, path: str, body: bytes, rate: float, seconds: float, timeout: float) -> dict[str, Any]:
-    req = (f"POST {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
-           f"Authorization: Bearer sk-bench\r\nContent-Length: {len(body)}\r\n\r\n").encode() + body
-    pool: list[tuple[asyncio.StreamReader, asyncio.StreamWriter]] = []
-    lat: list[float] = []
-    errors: dict[str, int] = {}
-    lag: list[float] = []
-    errors_reconnect = [0]
-    loop = asyncio.get_running_loop()
+    """Open loop on raw keep-alive sockets (bench/openloop.py, shared with bench/mirror_overhead.py)."""
+    from openloop import open_loop, post_request
 
-    async def one(at: float) -> None:
-        lag.append(loop.time() - at)
-        conn = pool.pop() if pool else None
-        try:
-            async with asyncio.timeout(timeout):
-                head = b""
-                for _ in range(2):  # an idle keep-alive connection the server closed: reconnect once
-                    reused = conn is not None
-                    if conn is None:
-                        conn = await asyncio.open_connection("127.0.0.1", port)
-                    r, w = conn
-                    w.write(req)
-                    try:
-                        head = await r.readuntil(b"\r\n\r\n")
-                        break
-                    except (asyncio.IncompleteReadError, ConnectionResetError) as e:
-                        if not reused or (isinstance(e, asyncio.IncompleteReadError) and e.partial):
-                            raise
-                        w.close()
-                        conn = None
-                        errors_reconnect[0] += 1
-                status = int(head.split(b" ", 2)[1])
-                low = head.lower()
-                j = low.find(b"content-length:")
-                if j >= 0:
-                    await r.readexactly(int(low[j + 15:].split(b"\r\n", 1)[0]))
-                else:  # chunked (streaming not used here) or close-delimited
-                    await r.read()
-                    conn = None
-            if status != 200:
-                errors[f"http_{status}"] = errors.get(f"http_{status}", 0) + 1
-            else:
-                lat.append(loop.time() - at)
-            if conn is not None:
-                pool.append(conn)
-        except (TimeoutError, OSError, asyncio.IncompleteReadError, ValueError) as e:
-            errors[type(e).__name__] = errors.get(type(e).__name__, 0) + 1
-            if conn is not None:
-                conn[1].close()
-
-    n = int(rate * seconds)
-    t0 = loop.time() + 0.05
-    tasks = []
-    for i in range(n):
-        at = t0 + i / rate
-        delay = at - loop.time()
-        if delay > 0:
-            await asyncio.sleep(delay)
-        tasks.append(asyncio.ensure_future(one(at)))
-    await asyncio.gather(*tasks)
-    elapsed = loop.time() - t0
-    for _, w in pool:
-        w.close()
-    lat.sort()
-
-    def pct(p: float) -> float | None:
-        return round(lat[min(len(lat) - 1, int(p * len(lat)))] * 1000, 3) if lat else None
-
-    lag.sort()
-    return {"rate": rate, "sent": n, "ok": len(lat), "errors": errors, "stale_reconnects": errors_reconnect[0], "achieved_rps": round(len(lat) / elapsed, 1),
-            "p50_ms": pct(0.50), "p90_ms": pct(0.90), "p99_ms": pct(0.99), "max_ms": pct(1.0),
-            "generator_lag_p99_ms": round(lag[int(0.99 * len(lag))] * 1000, 3) if lag else None}
+    req = post_request(path, body, {"Authorization": "Bearer sk-bench"})
+    return {"rate": rate, **await open_loop(port, req, rate, seconds, timeout)}
 
 
 def run_load(port: int, path: str, model: str, rate: float, seconds: float, timeout: float) -> dict[str, Any]:

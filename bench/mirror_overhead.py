@@ -74,77 +74,11 @@ def _load(port: int, rps: float, seconds: float, core: int | None) -> dict[str, 
 
 
 async def _generate(port: int, rps: float, seconds: float, timeout: float = 30.0) -> dict[str, Any]:
-    """Open loop on raw keep-alive sockets (bench/gateway.py's generator, timed with perf_counter:
-    uvloop's ``loop.time()`` has millisecond steps, coarser than 5% of a 35 ms p99): request i is
-    due at t0 + i/rps whatever the earlier ones are doing, and its latency counts from that due
-    time, so queueing (in the gateway or in this generator) is never hidden."""
+    """Open loop on raw keep-alive sockets (bench/openloop.py, shared with bench/gateway.py)."""
+    from openloop import open_loop, post_request
+
     body = json.dumps({"model": "support", "messages": [{"role": "user", "content": "ping"}]}).encode()
-    req = (f"POST /v1/chat/completions HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
-           f"Content-Length: {len(body)}\r\n\r\n").encode() + body
-    pool: list[tuple[asyncio.StreamReader, asyncio.StreamWriter]] = []
-    lat: list[float] = []
-    lag: list[float] = []
-    errors: dict[str, int] = {}
-    stale = [0]
-    clock = time.perf_counter
-
-    async def one(at: float) -> None:
-        lag.append(clock() - at)
-        conn = pool.pop() if pool else None
-        try:
-            async with asyncio.timeout(timeout):
-                for _ in range(2):   # a keep-alive connection the server closed while idle: reconnect once
-                    reused = conn is not None
-                    if conn is None:
-                        conn = await asyncio.open_connection("127.0.0.1", port)
-                    r, w = conn
-                    w.write(req)
-                    try:
-                        head = await r.readuntil(b"\r\n\r\n")
-                        break
-                    except (asyncio.IncompleteReadError, ConnectionResetError) as e:
-                        if not reused or (isinstance(e, asyncio.IncompleteReadError) and e.partial):
-                            raise
-                        w.close()
-                        conn = None
-                        stale[0] += 1
-                low = head.lower()
-                j = low.find(b"content-length:")
-                await r.readexactly(int(low[j + 15:].split(b"\r\n", 1)[0]))
-                status = int(head.split(b" ", 2)[1])
-            if status == 200:
-                lat.append(clock() - at)
-            else:
-                errors[f"http_{status}"] = errors.get(f"http_{status}", 0) + 1
-            if conn is not None:
-                pool.append(conn)
-        except (TimeoutError, OSError, asyncio.IncompleteReadError, ValueError) as e:
-            errors[type(e).__name__] = errors.get(type(e).__name__, 0) + 1
-            if conn is not None:
-                conn[1].close()
-
-    n = int(rps * seconds)
-    t0 = clock() + 0.05
-    tasks = []
-    for i in range(n):
-        at = t0 + i / rps
-        delay = at - clock()
-        if delay > 0:
-            await asyncio.sleep(delay)
-        tasks.append(asyncio.ensure_future(one(at)))
-    await asyncio.gather(*tasks)
-    elapsed = clock() - t0
-    for _, w in pool:
-        w.close()
-    lat.sort()
-    lag.sort()
-
-    def pct(xs: list[float], p: float) -> float | None:
-        return round(xs[min(len(xs) - 1, int(p * len(xs)))] * 1000, 3) if xs else None
-
-    return {"sent": n, "ok": len(lat), "errors": errors, "stale_reconnects": stale[0], "achieved_rps": round(len(lat) / elapsed, 1),
-            "p50_ms": pct(lat, 0.5), "p99_ms": pct(lat, 0.99), "max_ms": pct(lat, 1.0),
-            "generator_lag_p99_ms": pct(lag, 0.99)}
+    return await open_loop(port, post_request("/v1/chat/completions", body), rps, seconds, timeout)
 
 
 def _cpu_s(pids: list[int]) -> float:

@@ -20,7 +20,7 @@ ORDER = [
     "demo_time.py",  # two full `tunegate demo` runs (fresh model cache + store, then cached): ~10 min here
 ]
 # Modules imported by a benchmark, not benchmarks themselves.
-HELPERS = {"run_all.py", "prompt_opt_tasks.py", "prompt_opt_dspy.py", "prompt_opt_report.py"}
+HELPERS = {"run_all.py", "prompt_opt_tasks.py", "prompt_opt_dspy.py", "prompt_opt_report.py", "openloop.py"}
 # Arguments for benchmarks whose full run takes hours here; the full commands are in their docstrings.
 ARGS = {
     "prompt_opt.py": ["--quick", "--out", "bench/results/prompt_opt_quick.json"],

@@ -40,15 +40,21 @@ def test_full_scoring_backlog_drops_and_counts_in_metrics(tmp_path: Path) -> Non
             route = ctl.route("support")
             assert route.scorer is not None
             route.scorer.interval_s = 3600.0   # no batch leaves before it is full (64): the backlog only grows
+            scorer, scored0 = route.scorer, route.scorer.scored
             client = openai.OpenAI(base_url=srv.base_url, api_key="none", max_retries=0)
+            peak = 0
             for i in range(20):
                 ask(client, i, "faq")
-            assert wait(lambda: route.pending + route.dropped_scores == 20, 10)
+                peak = max(peak, route.pending)
+            # every answer is waiting, dropped, or (if the feeder was mid-wait on its old 100 ms
+            # interval when the first ones came) already scored -- none is lost or counted twice
+            assert wait(lambda: route.pending + route.dropped_scores + scorer.scored - scored0 == 20, 10)
             text = httpx.get(srv.base_url.removesuffix("/v1") + "/metrics").text
-            pending, dropped = route.pending, route.dropped_scores
+            pending, dropped, handled = route.pending, route.dropped_scores, scorer.scored - scored0
             srv.run(ctl.aclose())
-        assert pending == 3 and dropped == 17   # bounded: never more than max_pending_scores waiting
-        assert metric(text, 'tunegate_gateway_scoring_dropped_total{kind="live",route="support"}') == 17
+        assert pending == 3 and peak <= 3   # bounded: never more than max_pending_scores waiting
+        assert dropped == 20 - 3 - handled and dropped >= 14, (dropped, handled)
+        assert metric(text, 'tunegate_gateway_scoring_dropped_total{kind="live",route="support"}') == dropped
 
 
 def test_mirrored_gateway_with_a_backlog_exits_promptly_on_sigterm(tmp_path: Path) -> None:
@@ -80,7 +86,13 @@ def test_mirrored_gateway_with_a_backlog_exits_promptly_on_sigterm(tmp_path: Pat
             for i in range(80):
                 ask(client, i, "faq")
             assert wait(lambda: len(tuned.chat_requests) >= 4, 10)   # shadows are hanging in flight
-            text = httpx.get(url + "/metrics").text
+
+            def mirror_dropped() -> float:
+                return metric(httpx.get(url + "/metrics").text, 'tunegate_gateway_mirror_dropped_total{route="support"}')
+
+            # 80 offered, at most 4 in flight + 50 queued: the rest are dropped and counted (a shadow is
+            # queued after its primary has answered, so the last drops may land a moment later)
+            assert wait(lambda: mirror_dropped() >= 80 - 4 - 50, 10), mirror_dropped()
         finally:
             proc.send_signal(signal.SIGTERM)
             try:
@@ -90,8 +102,6 @@ def test_mirrored_gateway_with_a_backlog_exits_promptly_on_sigterm(tmp_path: Pat
                 raise
         # uvicorn shuts down gracefully, then re-raises the signal it captured (exit status -SIGTERM)
         assert code in (0, -signal.SIGTERM), proc.stderr.read() if proc.stderr else ""
-    # 80 offered, at most 4 in flight + 50 queued: the rest were dropped and counted
-    assert metric(text, 'tunegate_gateway_mirror_dropped_total{route="support"}') >= 80 - 4 - 50
 
 
 def test_release_file_sets_the_scoring_bound_with_file_line_errors(tmp_path: Path) -> None:

@@ -6,7 +6,6 @@ from __future__ import annotations
 import asyncio
 import socket
 import threading
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -18,6 +17,7 @@ pytest.importorskip("starlette")
 pytest.importorskip("uvicorn")
 
 from tests.support.openai_server import OpenAIServer
+from tests.support.polling import poll
 from tunegate.gateway.service import Gateway
 
 
@@ -135,18 +135,6 @@ def stored_verdict(store: Any, out: Path, *, baseline_hash: str, candidate_hash:
         store.put_verdict(runs[0], runs[1], "pol-1", decision, json.dumps(verdict))
     out.write_text(json.dumps(verdict, indent=2))
     return out
-
-
-def poll(cond: Any, *, tries: int = 600, step_s: float = 0.05) -> bool:
-    """Re-check ``cond`` up to ``tries`` times, ``step_s`` apart; True as soon as it holds.
-
-    A bounded number of looks rather than a wall-clock deadline: tests wait for an event, they never
-    measure or assert how long it took (speed belongs in bench/)."""
-    for _ in range(tries):
-        if cond():
-            return True
-        time.sleep(step_s)
-    return bool(cond())
 
 
 def promote_tuned(tmp_path: Path, cfg: Path, db: Path, percent: float, route: str = "support") -> None:

@@ -8,7 +8,6 @@ import signal
 import socket
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import httpx
@@ -16,6 +15,7 @@ import pytest
 
 from tests.gateway.conftest import write_candidate, write_gateway
 from tests.support.openai_server import Echo, OpenAIServer
+from tests.support.polling import poll
 from tunegate.gateway.auth import hash_key
 
 
@@ -39,15 +39,16 @@ def test_tunegate_serve_process_answers_and_stops_cleanly(tmp_path: Path) -> Non
         proc = subprocess.Popen([sys.executable, "-m", "tunegate.cli.main", "serve", "--config", str(cfg), "--port",
                                  str(port)], env=env, stderr=subprocess.PIPE, text=True)
         try:
-            deadline = time.time() + 60
-            while True:
+            def up_or_exited() -> bool:
+                if proc.poll() is not None:
+                    return True
                 try:
-                    if httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=1).status_code == 200:
-                        break
+                    return httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=1).status_code == 200
                 except httpx.HTTPError:
-                    pass
-                assert proc.poll() is None and time.time() < deadline, proc.stderr.read() if proc.stderr else ""
-                time.sleep(0.2)
+                    return False
+
+            assert poll(up_or_exited, tries=300, step_s=0.2) and proc.poll() is None, \
+                proc.stderr.read() if proc.stderr else ""
             r = httpx.post(f"http://127.0.0.1:{port}/v1/chat/completions",
                            json={"model": "support", "messages": [{"role": "user", "content": "hi"}]})
             assert r.status_code == 200 and r.json()["choices"][0]["message"]["content"] == "up: hi"

@@ -11,7 +11,6 @@ import os
 import socket
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -21,6 +20,7 @@ import pytest
 pytest.importorskip("opentelemetry.sdk", reason="tracing tests need the otel extra")
 pytest.importorskip("phoenix.client", reason="Phoenix is not installed: pip install 'tunegate[phoenix]'")
 
+from tests.support.polling import poll
 from tunegate.tracing import EvalEvent, LLMCall, Tracing, TracingConfig
 
 pytestmark = pytest.mark.slow
@@ -45,19 +45,19 @@ def phoenix(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     proc = subprocess.Popen([sys.executable, "-m", "phoenix.server.main", "serve"], env=env, stdout=log,
                             stderr=subprocess.STDOUT)
     url = f"http://127.0.0.1:{port}"
-    deadline = time.time() + 180
+    def up_or_exited() -> bool:
+        if proc.poll() is not None:
+            return True
+        try:
+            return httpx.get(url + "/healthz", timeout=2).status_code == 200
+        except httpx.HTTPError:
+            return False
+
     try:
-        while True:
-            if proc.poll() is not None:
-                pytest.fail(f"Phoenix exited ({proc.returncode}): {(work / 'phoenix.log').read_text()[-2000:]}")
-            try:
-                if httpx.get(url + "/healthz", timeout=2).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            if time.time() > deadline:
-                pytest.fail("Phoenix did not start within 180 s")
-            time.sleep(0.5)
+        if not poll(up_or_exited, tries=360, step_s=0.5):
+            pytest.fail("Phoenix did not answer /healthz")
+        if proc.poll() is not None:
+            pytest.fail(f"Phoenix exited ({proc.returncode}): {(work / 'phoenix.log').read_text()[-2000:]}")
         yield url
     finally:
         proc.terminate()
@@ -83,12 +83,13 @@ def test_spans_arrive_in_phoenix_with_genai_and_openinference_attributes(phoenix
 
     client = Client(base_url=phoenix)
     spans: list[Any] = []
-    deadline = time.time() + 60
-    while time.time() < deadline:
+
+    def both_spans() -> bool:
+        nonlocal spans
         spans = list(client.spans.get_spans(project_identifier="default", limit=50))
-        if len(spans) >= 2:
-            break
-        time.sleep(0.5)
+        return len(spans) >= 2
+
+    poll(both_spans, tries=120, step_s=0.5)
     by_name = {s["name"]: s for s in spans}
     llm = by_name["chat smollm2-135m"]
     a = llm["attributes"]

@@ -261,16 +261,9 @@ def start_litellm(venv: Path, tmp: Path, primary: int, secondary: int, port: int
 
 def cpu_s(pid: int) -> float:
     """User + system CPU seconds of a process and its children (load-independent cost measure)."""
-    total = 0
-    pids = [pid] + [int(p) for p in subprocess.run(["pgrep", "-P", str(pid)], capture_output=True,
-                                                    text=True).stdout.split()]
-    for p in pids:
-        try:
-            f = Path(f"/proc/{p}/stat").read_text().rsplit(")", 1)[1].split()
-            total += int(f[11]) + int(f[12])
-        except OSError:
-            pass
-    return total / os.sysconf("SC_CLK_TCK")
+    from openloop import children, cpu_seconds
+
+    return cpu_seconds([pid, *children(pid)])
 
 
 def ladder(port: int, path: str, model: str, direct: dict[float, dict[str, Any]], rates: list[float],

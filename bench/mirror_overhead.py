@@ -81,23 +81,6 @@ async def _generate(port: int, rps: float, seconds: float, timeout: float = 30.0
     return await open_loop(port, post_request("/v1/chat/completions", body), rps, seconds, timeout)
 
 
-def _cpu_s(pids: list[int]) -> float:
-    """User + system CPU seconds of processes (a load-independent cost measure)."""
-    total = 0
-    for p in pids:
-        try:
-            f = Path(f"/proc/{p}/stat").read_text().rsplit(")", 1)[1].split()
-            total += int(f[11]) + int(f[12])
-        except OSError:
-            pass
-    return total / os.sysconf("SC_CLK_TCK")
-
-
-def _children(pid: int) -> list[int]:
-    out = subprocess.run(["pgrep", "-P", str(pid)], capture_output=True, text=True).stdout
-    return [int(p) for p in out.split()]
-
-
 def _metric(text: str, name: str) -> float:
     return sum(float(line.rsplit(" ", 1)[1]) for line in text.splitlines() if line.startswith(name))
 
@@ -105,6 +88,8 @@ def _metric(text: str, name: str) -> float:
 def run_gateway(tmp: Path, upstream: str, mirror: bool, rps: float, seconds: float, *,
                 shadow_upstream: str | None = None, gw_core: int | None = 1, gen_core: int | None = 0,
                 scorer_core: int | None = 0, scorer_workers: int = 1) -> dict[str, Any]:
+    from openloop import children, cpu_seconds
+
     for arm, url in (("base", upstream), ("shadow", shadow_upstream or upstream)):
         (tmp / f"{arm}.yaml").write_text(yaml.safe_dump({"name": arm, "backend": "openai", "model": "m",
                                                          "base_url": url, "params": {"max_tokens": 16}}))
@@ -131,14 +116,14 @@ def run_gateway(tmp: Path, upstream: str, mirror: bool, rps: float, seconds: flo
         _load(port, rps, 2.0, gen_core)            # warm-up (connections, scorer spawn)
         time.sleep(3.0)
         load_before = os.getloadavg()[0]
-        kids = _children(proc.pid)   # the scoring worker (spawned at the first job)
+        kids = children(proc.pid)   # the scoring worker (spawned at the first job)
         if gen_core is not None and scorer_core is not None:
             for k in kids:   # the gateway keeps core 1 to itself; the scorer goes with the generator
                 os.sched_setaffinity(k, {scorer_core})
-        gw0, sc0 = _cpu_s([proc.pid]), _cpu_s(kids)
+        gw0, sc0 = cpu_seconds([proc.pid]), cpu_seconds(kids)
         res = _load(port, rps, seconds, gen_core)
         time.sleep(1.0)   # the last pairs reach the store
-        gw1, sc1 = _cpu_s([proc.pid]), _cpu_s(kids)
+        gw1, sc1 = cpu_seconds([proc.pid]), cpu_seconds(kids)
         import httpx
 
         metrics = httpx.get(url + "/metrics", timeout=10).text

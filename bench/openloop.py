@@ -1,4 +1,4 @@
-"""Open-loop HTTP load on raw keep-alive sockets, shared by bench/gateway.py and bench/mirror_overhead.py.
+"""Open-loop HTTP load on raw keep-alive sockets and process CPU time, shared by bench/gateway.py and bench/mirror_overhead.py.
 
 Why raw sockets: an httpx client used more CPU than the gateway it measured. Why open loop: request
 i is due at t0 + i/rate whatever the earlier ones are doing, and its latency counts from that due
@@ -9,10 +9,31 @@ time, so queueing (in the server or in this generator) is never hidden. Timed wi
 from __future__ import annotations
 
 import asyncio
+import os
+import subprocess
 import time
+from pathlib import Path
 from typing import Any
 
-__all__ = ["open_loop", "post_request"]
+__all__ = ["children", "cpu_seconds", "open_loop", "post_request"]
+
+
+def children(pid: int) -> list[int]:
+    """Direct child processes of ``pid`` (a gateway's scoring workers)."""
+    out = subprocess.run(["pgrep", "-P", str(pid)], capture_output=True, text=True).stdout
+    return [int(p) for p in out.split()]
+
+
+def cpu_seconds(pids: list[int]) -> float:
+    """User + system CPU seconds of processes: the load-independent cost measure of the gateway benches."""
+    total = 0
+    for p in pids:
+        try:
+            f = Path(f"/proc/{p}/stat").read_text().rsplit(")", 1)[1].split()
+            total += int(f[11]) + int(f[12])
+        except OSError:
+            pass
+    return total / os.sysconf("SC_CLK_TCK")
 
 
 def post_request(path: str, body: bytes, headers: dict[str, str] | None = None) -> bytes:

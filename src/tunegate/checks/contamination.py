@@ -219,7 +219,7 @@ def check_contamination(train_rows: RowsLike, eval_rows: RowsLike, *, ngram: int
         found = frequent_windows(ec, lengths, max(_TEMPLATE_MIN_ROWS, math.ceil(template_share * len(erows))))
         if found:
             e_tpl, t_tpl = window_mask(ec, found), window_mask(tc, found)
-            e_own, t_own = _without(etext, ec, e_tpl), _without(ttext, tc, t_tpl)
+            e_own, t_own = _without(esegs, e_tpl), _without(tsegs, t_tpl)
     hits: dict[tuple[int, int], dict[str, float]] = defaultdict(dict)
     spans: dict[tuple[int, int], str] = {}
     if "exact" in methods:
@@ -280,13 +280,14 @@ def check_contamination(train_rows: RowsLike, eval_rows: RowsLike, *, ngram: int
     return ContaminationReport(out, summary, train, params, time.perf_counter() - t0)
 
 
-def _without(texts: list[str], corpus: Any, template: np.ndarray) -> list[str]:
-    """Each row's normalised text with its template words left out (the words in corpus order)."""
-    words = [w for t in texts for w in t.split()]
-    out = []
-    for i in range(len(texts)):
-        a, b = int(corpus.offsets[i]), int(corpus.offsets[i + 1])
-        out.append(" ".join(w for w, tpl in zip(words[a:b], template[a:b], strict=True) if not tpl))
+def _without(rows: list[list[list[str]]], template: np.ndarray) -> list[str]:
+    """Each row's normalised text with its template words left out (``template``: one flag per word,
+    in the order ``encode_words`` read the rows' segments)."""
+    out, k = [], 0
+    for segs in rows:
+        words = [w for seg in segs for w in seg]
+        out.append(" ".join(w for w, tpl in zip(words, template[k:k + len(words)], strict=True) if not tpl))
+        k += len(words)
     return out
 
 

@@ -33,7 +33,7 @@ from typing import Any
 
 from tunegate.core.engines import FAST_FORMAT
 
-__all__ = ["FORMAT", "FastLlama", "RowSpec", "load_engine", "load_state_dict", "quantize_state"]
+__all__ = ["FORMAT", "FastLlama", "RowSpec", "load_engine", "load_state_dict", "quantize_state", "sample_token"]
 
 
 @dataclass(frozen=True)
@@ -256,18 +256,24 @@ class FastLlama:
 
     @staticmethod
     def _pick(logits: Any, row: RowSpec, gen: Any) -> int:
-        """Greedy argmax, or a draw from the row's own generator (temperature, then top-p), as the
-        transformers engine's SeededSampler does."""
-        import torch
-
+        """Greedy argmax, or a draw from the row's own generator."""
         if gen is None:
             return int(logits.argmax())
-        probs = torch.softmax(logits / row.temperature, dim=-1)
-        if row.top_p < 1.0:
-            p_sorted, order = probs.sort(descending=True)
-            keep = (p_sorted.cumsum(0) - p_sorted) < row.top_p
-            return int(order[torch.multinomial(p_sorted * keep, 1, generator=gen)])
-        return int(torch.multinomial(probs, 1, generator=gen))
+        return sample_token(logits, row.temperature, row.top_p, gen)
+
+
+def sample_token(logits: Any, temperature: float, top_p: float, gen: Any) -> int:
+    """One token drawn from ``gen`` (the row's own generator): temperature, then top-p (the smallest
+    set of tokens reaching ``top_p``, at least one), as in the OpenAI API; no top-k. Both engines
+    draw with this, so a seeded request samples the same way on either."""
+    import torch
+
+    probs = torch.softmax(logits.float() / temperature, dim=-1)
+    if top_p < 1.0:
+        p_sorted, order = probs.sort(descending=True)
+        keep = (p_sorted.cumsum(0) - p_sorted) < top_p
+        return int(order[torch.multinomial(p_sorted * keep, 1, generator=gen)])
+    return int(torch.multinomial(probs, 1, generator=gen))
 
 
 #: Bumped when the quantized format changes (it is part of the on-disk cache key and the identity).

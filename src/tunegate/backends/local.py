@@ -75,7 +75,6 @@ class SeededSampler:
     def __init__(self, requests: Sequence[GenerationRequest]) -> None:
         import torch
 
-        self._torch = torch
         self._rows = [
             (r.params.temperature, r.params.top_p, torch.Generator().manual_seed(r.seed))
             if r.params.temperature > 0 else None
@@ -83,19 +82,14 @@ class SeededSampler:
         ]
 
     def __call__(self, input_ids: Any, scores: Any) -> Any:
-        torch = self._torch
+        from tunegate.backends.fastlm import sample_token
+
         out = scores.clone()
         for i, row in enumerate(self._rows):
             if row is None:
                 continue
             temperature, top_p, gen = row
-            probs = torch.softmax(scores[i].float() / temperature, dim=-1)
-            if top_p < 1.0:
-                p_sorted, order = probs.sort(descending=True)
-                keep = (p_sorted.cumsum(0) - p_sorted) < top_p  # smallest set reaching top_p (≥ 1)
-                token = order[torch.multinomial(p_sorted * keep, 1, generator=gen)]
-            else:
-                token = torch.multinomial(probs, 1, generator=gen)
+            token = sample_token(scores[i], temperature, top_p, gen)
             out[i].fill_(float("-inf"))
             out[i, token] = 0.0
         return out

@@ -22,8 +22,20 @@ __all__ = [
     "StoreError",
     "TunegateError",
     "UserError",
+    "field_path",
     "is_retryable",
 ]
+
+
+def field_path(loc: tuple[object, ...], root: str) -> str:
+    """``("guards", 0, "margin")`` → ``guards[0].margin``: the field as the user wrote it in YAML.
+
+    One form for every file tunegate reads (datasets, candidates, policies, gateway and release
+    files), so a user learns it once and can paste it into ``yq``; ``root`` when ``loc`` is empty."""
+    out = ""
+    for part in loc:
+        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
+    return out or root
 
 
 class TunegateError(Exception):

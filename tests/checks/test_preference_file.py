@@ -184,7 +184,7 @@ def test_structural_checks_name_the_lines(tmp_path: Path) -> None:
     ('{"id": "a", "prompt": "q", "chosen": "x", "rejected": "y"', "p.jsonl:2: invalid JSON"),
     ({"id": "a", "prompt": "q", "chosen": "x", "source": "s"}, "p.jsonl:2: rejected: missing required field"),
     ({"id": "a", "prompt": "q", "chosen": "x", "rejected": "y", "source": "s", "reviews": [{"reviewer": "r",
-      "preferred": "left"}]}, "p.jsonl:2: reviews.0.preferred: Input should be 'chosen', 'rejected' or 'tie'"),
+      "preferred": "left"}]}, "p.jsonl:2: reviews[0].preferred: Input should be 'chosen', 'rejected' or 'tie'"),
     ({"id": "a", "prompt": "q", "chosen": "x", "rejected": "y", "source": "s", "pair_type": "style"},
      "p.jsonl:2: pair_type:"),
     ({"id": "a", "prompt": "q", "chosen": "x", "rejected": "y", "source": "s", "margn": 1}, "p.jsonl:2: margn: Extra"),

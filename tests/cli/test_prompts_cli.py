@@ -116,7 +116,7 @@ def test_unknown_refs_exit_2_and_leave_the_store_untouched(repo: Path, args: tup
 
 @pytest.mark.parametrize(("text", "expected"), [
     ("system: hi\nuser: 5\n", "p.yaml:2: user: Input should be a valid string"),
-    ("system: hi\nfew_shot:\n  - input: a\n    outptu: b\n", "p.yaml:3: few_shot.0.output: Field required"),
+    ("system: hi\nfew_shot:\n  - input: a\n    outptu: b\n", "p.yaml:3: few_shot[0].output: Field required"),
     ("system: hi\nref: x@v1\n", "p.yaml:2: ref: the registry assigns references"),
     ("system: hi\nsytem: typo\n", "p.yaml:2: sytem: unknown field"),
     ("system: 'Hello {{ name'\n", "p.yaml:1: system: malformed placeholder"),

@@ -114,5 +114,13 @@ def test_release_file_sets_the_scoring_bound_with_file_line_errors(tmp_path: Pat
     p.write_text(yaml.safe_dump({"routes": [route | {"max_pending_scores": 50}]}, sort_keys=False))
     assert load_release_file(p)[1][0].max_pending_scores == 50
     p.write_text(yaml.safe_dump({"routes": [route | {"max_pending_scores": 0}]}, sort_keys=False))
-    with pytest.raises(UserError, match=r"release.yaml:\d+: routes.0.max_pending_scores: Input should be greater"):
+    with pytest.raises(UserError, match=r"release.yaml:\d+: routes\[0\].max_pending_scores: Input should be greater"):
+        load_release_file(p)
+    # a typo'd key names the keys allowed at that level (read off the model, however deep)
+    p.write_text(yaml.safe_dump({"routes": [route | {"mirror": {"shar": 0.5}}]}, sort_keys=False))
+    with pytest.raises(UserError, match=r"release.yaml:\d+: routes\[0\].mirror.shar: unknown key 'shar' "
+                                        r"\(allowed: share, queue, concurrency, timeout_s\)"):
+        load_release_file(p)
+    p.write_text(yaml.safe_dump({"routes": [route], "tracing": {"span_stor": True}}, sort_keys=False))
+    with pytest.raises(UserError, match=r"tracing.span_stor: unknown key 'span_stor' \(allowed: span_store,"):
         load_release_file(p)

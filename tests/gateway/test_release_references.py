@@ -176,7 +176,7 @@ def test_switch_off_skips_and_a_malformed_reference_skips_with_its_reason(tmp_pa
         assert why.startswith("malformed metadata.reference: ") and p["example"]["metadata"]["reference_error"]
         assert p["candidate_failed"] is None
     joined = " | ".join(reasons)
-    for needle in ("not JSON", "must be a JSON object", "unknown key 'expected_calls'", "expected_tool_calls.0.name",
+    for needle in ("not JSON", "must be a JSON object", "unknown key 'expected_calls'", "expected_tool_calls[0].name",
                    "schema"):
         assert needle in joined, joined
 

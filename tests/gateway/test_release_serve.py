@@ -42,7 +42,7 @@ def test_release_file_is_validated_with_file_line_field(tmp_path: Path) -> None:
     (tmp_path / "release-policy.yaml").write_text(POLICY)
     p = tmp_path / "release.yaml"
     p.write_text(RELEASE.replace("share: 1.0", "share: 1.5"))
-    with pytest.raises(UserError, match=r"release.yaml:6: routes.0.mirror.share: Input should be less"):
+    with pytest.raises(UserError, match=r"release.yaml:6: routes\[0\].mirror.share: Input should be less"):
         load_release_file(p)
     p.write_text(RELEASE.replace("tick_s", "tick"))
     with pytest.raises(UserError, match=r"release.yaml:7: tick: unknown key 'tick'"):

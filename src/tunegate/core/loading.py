@@ -1,7 +1,7 @@
 """Read golden datasets from JSONL, CSV or YAML, validating every row.
 
 Any problem becomes a :class:`~tunegate.errors.UserError` that names the file, the line and the
-field, e.g. ``data.jsonl:17: expected_tool_calls.0.name: Field required``. Nothing is half-loaded:
+field, e.g. ``data.jsonl:17: expected_tool_calls[0].name: Field required``. Nothing is half-loaded:
 the whole file is validated before a :class:`Dataset` is returned.
 """
 
@@ -20,10 +20,10 @@ from pydantic import BaseModel, ValidationError
 
 from tunegate.core.dataset import DEFAULT_SPLIT_RATIOS, Dataset, SplitRatios
 from tunegate.core.example import Example
-from tunegate.errors import UserError
+from tunegate.errors import UserError, field_path
 
-__all__ = ["JSON_COLUMNS", "JSON_WHEN_BRACKETED", "config_error", "dotted_field", "load_dataset", "parse_row",
-           "pydantic_message", "read_text", "read_yaml", "yaml_line"]
+__all__ = ["JSON_COLUMNS", "JSON_WHEN_BRACKETED", "config_error", "dotted_field", "load_dataset", "model_walker",
+           "parse_row", "pydantic_message", "read_text", "read_yaml", "yaml_line"]
 
 #: CSV columns whose cells hold JSON (a CSV cell can only hold text).
 JSON_COLUMNS = ("messages", "schema", "tools", "expected_tool_calls", "metadata")
@@ -52,9 +52,10 @@ _UNION_TAGS = frozenset({"str", "int", "float", "bool", "dict", "list", "none", 
 
 
 def _clean_loc(loc: tuple[Any, ...]) -> str:
-    """Field path without pydantic's union-member tags (``schema.dict[str,any]`` → ``schema``)."""
-    parts = [str(p) for p in loc if not (isinstance(p, str) and ("[" in p or p in _UNION_TAGS))]
-    return ".".join(parts) or "row"
+    """Field path as written in the file, without pydantic's union-member tags
+    (``("schema", "dict[str,any]")`` → ``schema``; ``("guards", 0, "margin")`` → ``guards[0].margin``)."""
+    parts = tuple(p for p in loc if not (isinstance(p, str) and ("[" in p or p in _UNION_TAGS)))
+    return dotted_field(parts, "row")
 
 
 def pydantic_message(err: ValidationError) -> tuple[str, str]:
@@ -73,12 +74,38 @@ def pydantic_message(err: ValidationError) -> tuple[str, str]:
     return loc, msg
 
 
-def dotted_field(loc: tuple[Any, ...], root: str) -> str:
-    """``("guards", 0, "margin")`` → ``guards[0].margin``: the field as the user wrote it in YAML."""
-    out = ""
-    for part in loc:
-        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
-    return out or root
+#: The one field-path formatter (kept under this name for the loaders that import it from here).
+dotted_field = field_path
+
+
+def _models_in(annotation: Any) -> list[type[BaseModel]]:
+    """The pydantic models an annotation can hold (``X | None``, ``list[X]``, ``dict[str, X]``...)."""
+    import typing
+
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return [annotation]
+    return [m for arg in typing.get_args(annotation) for m in _models_in(arg)]
+
+
+def model_walker(root: type[BaseModel]) -> Callable[[tuple[Any, ...]], type[BaseModel] | None]:
+    """``model_at`` for :func:`config_error`, read off the model's own field annotations.
+
+    Why: a hand-kept map from top-level key to model goes stale the day a section is added; walking
+    the annotations (list indexes and dict keys are containers, not fields) cannot.
+    """
+    def at(loc: tuple[Any, ...]) -> type[BaseModel] | None:
+        model: type[BaseModel] | None = root
+        for part in loc:
+            if model is None:
+                return None
+            field = model.model_fields.get(str(part)) if isinstance(part, str) else None
+            if field is None:
+                continue   # a list index or a dict key: stay on the container's item model
+            found = _models_in(field.annotation)
+            model = found[0] if found else None
+        return model
+
+    return at
 
 
 def config_error(e: ValidationError, *, text: str, file: str, root: str,

@@ -18,7 +18,7 @@ from tunegate.core.hashing import file_digest
 from tunegate.core.jsonl import jsonl_objects
 from tunegate.core.loading import read_text
 from tunegate.core.result import ModelOutput
-from tunegate.errors import UserError
+from tunegate.errors import UserError, field_path
 
 __all__ = ["OutputsFile", "load_outputs"]
 
@@ -72,8 +72,8 @@ def load_outputs(path: str | Path) -> OutputsFile:
         try:
             calls = [ToolCall.model_validate(c) for c in rec.get("tool_calls") or []]
         except ValidationError as e:
-            loc = ".".join(str(p) for p in e.errors()[0]["loc"])
-            raise UserError(e.errors()[0]["msg"], file=file, line=ln, field=f"tool_calls.{loc}") from None
+            raise UserError(e.errors()[0]["msg"], file=file, line=ln,
+                            field=field_path(("tool_calls", *e.errors()[0]["loc"]), "tool_calls")) from None
         if idx in found.get(rid, {}):
             raise UserError(f"duplicate output for id {rid!r} sample {idx}", file=file, line=ln, field="id")
         found.setdefault(rid, {})[idx] = ModelOutput(text=out, tool_calls=calls, model=rec.get("model"))

@@ -168,18 +168,19 @@ class RouteConfig(_Strict):
 
     @model_validator(mode="after")
     def _refs(self) -> RouteConfig:
+        known = f"({', '.join(self.arms)})" if self.arms else "(arms: is empty)"
         if self.baseline not in self.arms:
-            raise ValueError(f"baseline {self.baseline!r} is not one of the arms ({', '.join(self.arms)})")
+            raise ValueError(f"baseline {self.baseline!r} is not one of the arms {known}")
         for a in self.arms:
             if not _NAME.match(a):
                 raise ValueError(f"arm name {a!r}: letters, digits and . _ : - only")
         for f in self.fallback:
             if f not in self.arms:
-                raise ValueError(f"fallback {f!r} is not one of the arms ({', '.join(self.arms)})")
+                raise ValueError(f"fallback {f!r} is not one of the arms {known}")
         for i, r in enumerate(self.rules):
             for a in r.arms or []:
                 if a not in self.arms:
-                    raise ValueError(f"rules.{i}: arm {a!r} is not one of the arms ({', '.join(self.arms)})")
+                    raise ValueError(f"rules[{i}]: arm {a!r} is not one of the arms {known}")
         if self.json_schema is not None:
             from jsonschema import Draft202012Validator
             from jsonschema.exceptions import SchemaError
@@ -256,7 +257,7 @@ def load_gateway_config(path: str | Path) -> tuple[GatewayConfig, dict[str, dict
     start-up with the gateway file's line, not on the first request.
     """
     from tunegate.core.candidate import load_candidate
-    from tunegate.core.loading import pydantic_message, read_yaml, yaml_line
+    from tunegate.core.loading import dotted_field, pydantic_message, read_yaml, yaml_line
 
     file = str(path)
     text, data = read_yaml(path)
@@ -280,7 +281,7 @@ def load_gateway_config(path: str | Path) -> tuple[GatewayConfig, dict[str, dict
             where: tuple[Any, ...] = ("routes", ri, "arms", arm, "candidate")
             if not cpath.is_file():
                 raise UserError(f"candidate file {ac.candidate!r} not found (relative to {base})", file=file,
-                                line=yaml_line(text, where), field=".".join(map(str, where)))
+                                line=yaml_line(text, where), field=dotted_field(where, "routes"))
             specs[route.name][arm] = load_candidate(cpath)
     cfg = cfg.model_copy(update={"source": file})
     return cfg, specs

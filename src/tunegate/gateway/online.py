@@ -70,12 +70,13 @@ def _row_problem(row: dict[str, Any]) -> str | None:
     from pydantic import ValidationError
 
     from tunegate.core.example import Example
+    from tunegate.errors import field_path
 
     try:
         Example.model_validate(row)
     except ValidationError as e:
         err = e.errors()[0]
-        where = ".".join(str(p) for p in err["loc"])
+        where = field_path(tuple(err["loc"]), "")
         return f"{where}: {err['msg']}" if where else str(err["msg"])
     return None
 

@@ -75,7 +75,7 @@ class ReleaseFile(_Strict):
 
 def load_release_file(path: str | Path) -> tuple[ReleaseFile, list[Any]]:
     """(the file, its RouteRelease list with policies loaded); errors name file, line and field."""
-    from tunegate.core.loading import read_yaml, yaml_line
+    from tunegate.core.loading import config_error, model_walker, read_yaml
     from tunegate.core.release_policy import load_release_policy
     from tunegate.gateway.controller import RouteRelease
 
@@ -86,11 +86,7 @@ def load_release_file(path: str | Path) -> tuple[ReleaseFile, list[Any]]:
     try:
         rf = ReleaseFile.model_validate(data)
     except ValidationError as e:
-        err = e.errors()[0]
-        loc = tuple(err["loc"])
-        field = ".".join(str(p) for p in loc)
-        msg = f"unknown key {loc[-1]!r}" if err["type"] == "extra_forbidden" else err["msg"]
-        raise UserError(msg, file=file, line=yaml_line(text, loc), field=field) from None
+        raise config_error(e, text=text, file=file, root="release", model_at=model_walker(ReleaseFile)) from None
     base = Path(file).resolve().parent
     out = []
     for r in rf.routes:

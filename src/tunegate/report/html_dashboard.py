@@ -30,7 +30,7 @@ from markupsafe import Markup
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from tunegate._version import __version__
-from tunegate.errors import UserError
+from tunegate.errors import UserError, field_path
 from tunegate.report.html import asset, page_environment
 from tunegate.report.html_svg import Series, line_chart
 
@@ -147,7 +147,7 @@ def render_dashboard(data: Mapping[str, Any] | DashboardData) -> str:
         d = data if isinstance(data, DashboardData) else DashboardData.model_validate(dict(data))
     except ValidationError as e:
         err = e.errors()[0]
-        raise UserError(f"dashboard data: {err['msg']}", field=".".join(str(x) for x in err["loc"])) from e
+        raise UserError(f"dashboard data: {err['msg']}", field=field_path(tuple(err["loc"]), "dashboard")) from e
     routes = [{"r": r, "share": _share_bar(r.arms), "fail": _fail_chart(r)} for r in d.routes]
     return str(page_environment().get_template("dashboard.html.j2").render(
         d=d, routes=routes, version=__version__, css=Markup(asset("report.css")),

@@ -19,7 +19,7 @@ from pydantic import BaseModel, ValidationError
 
 from tunegate.core.example import Example
 from tunegate.core.prompt import PromptTemplate
-from tunegate.errors import UserError
+from tunegate.errors import UserError, field_path
 from tunegate.tuning.budget import BudgetMeter
 from tunegate.tuning.harness import EvalBatch, TaskHarness
 from tunegate.tuning.history import History, Proposal, ProposalStatus
@@ -127,7 +127,6 @@ def load_optimizer(method: str, settings: dict[str, Any] | None = None, *, sourc
         s = cls.Settings.model_validate(settings or {})
     except ValidationError as e:
         err = e.errors()[0]
-        loc = ".".join(str(x) for x in err["loc"])
-        raise UserError(f"{err['msg']}", file=source, field=f"settings.{loc}" if loc else "settings") from None
+        raise UserError(f"{err['msg']}", file=source, field=field_path(("settings", *err["loc"]), "settings")) from None
     optimizer: Optimizer = cls(s)
     return optimizer

@@ -437,7 +437,7 @@ class GatePolicy(BaseModel):
 
 def load_policy(path: str | Path) -> GatePolicy:
     """Read a policy YAML; any problem is a UserError naming file, line and field."""
-    from tunegate.core.loading import config_error, read_yaml, yaml_line
+    from tunegate.core.loading import config_error, model_walker, read_yaml, yaml_line
 
     file = str(path)
     text, data = read_yaml(path)
@@ -446,7 +446,7 @@ def load_policy(path: str | Path) -> GatePolicy:
     try:
         policy = GatePolicy.model_validate(data)
     except ValidationError as e:
-        raise config_error(e, text=text, file=file, root="policy", model_at=_model_at, refine=_field_problem) from None
+        raise config_error(e, text=text, file=file, root="policy", model_at=model_walker(GatePolicy), refine=_field_problem) from None
     policy = policy.model_copy(update={"source": file})
     if policy.forgetting is not None:
         try:
@@ -463,13 +463,3 @@ def _field_problem(err: dict[str, Any], loc: tuple[Any, ...], msg: str) -> tuple
     if isinstance(problem, _FieldProblem):
         return (*loc, problem.field), str(problem)
     return loc, msg
-
-
-def _model_at(loc: tuple[Any, ...]) -> type[BaseModel] | None:
-    """The pydantic model that a (parent) location refers to, for listing allowed keys."""
-    parts = [p for p in loc if not isinstance(p, int)]
-    if not parts:
-        return GatePolicy
-    models: dict[str, type[BaseModel]] = {"headline": Rule, "guards": Rule, "cohorts": CohortRules,
-                                          "forgetting": ForgettingRule}
-    return models.get(str(parts[0]))

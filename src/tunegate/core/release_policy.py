@@ -200,26 +200,13 @@ class ReleasePolicy(BaseModel):
         return content_hash(self.model_dump(mode="json"), prefix="rel-")
 
 
-_MODELS: dict[str, type[BaseModel]] = {
-    "steps": ReleaseStep, "defaults": StepDefaults, "ramp_when": Conditions, "rollback_when": Conditions}
-
-
-def _model_at(loc: tuple[Any, ...]) -> type[BaseModel] | None:
-    parts = [str(p) for p in loc if not isinstance(p, int)]
-    if not parts:
-        return ReleasePolicy
-    if len(parts) >= 2 and parts[0] in ("ramp_when", "rollback_when"):
-        return LatencyCondition if parts[1] == "p99_latency" else RateCondition
-    return _MODELS.get(parts[0])
-
-
 def _item(seq: Any, index: Any) -> Any:
     return seq[index] if isinstance(seq, list) and isinstance(index, int) and 0 <= index < len(seq) else None
 
 
 def load_release_policy(path: str | Path) -> ReleasePolicy:
     """Read a release policy YAML; any problem is a UserError naming file, line and field."""
-    from tunegate.core.loading import config_error, read_yaml
+    from tunegate.core.loading import config_error, model_walker, read_yaml
 
     file = str(path)
     text, data = read_yaml(path)
@@ -234,5 +221,5 @@ def load_release_policy(path: str | Path) -> ReleasePolicy:
                 return loc[:2], msg
             return loc, msg
 
-        raise config_error(e, text=text, file=file, root="policy", model_at=_model_at, refine=bare_step) from None
+        raise config_error(e, text=text, file=file, root="policy", model_at=model_walker(ReleasePolicy), refine=bare_step) from None
     return policy.model_copy(update={"source": file})

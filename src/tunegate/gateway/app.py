@@ -114,7 +114,10 @@ def create_app(config_path: str | Path, *, db: str | Path | None = None, use_sto
         except Exception as e:
             gw.metrics.store_failures.labels("rollout_overview").inc()
             return JSONResponse(error_body(f"store unavailable: {type(e).__name__}", type_="unavailable"), 503)
-        return JSONResponse({"config_hash": gw.snap.config.hash, "routes": data})
+        body: dict[str, Any] = {"config_hash": gw.snap.config.hash, "routes": data}
+        if gw.release_status is not None:
+            body["release"] = gw.release_status()
+        return JSONResponse(body)
 
     async def health(request: Request) -> Response:
         snap = gw.snap

@@ -30,7 +30,7 @@ import contextlib
 import logging
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from tunegate.core.release_policy import ReleasePolicy
@@ -81,6 +81,7 @@ class _Route:
     pending: int = 0
     dropped_scores: int = 0
     decisions: list[Decision] = field(default_factory=list)
+    last: Decision | None = None          #: the latest decision, holds included (what status shows)
 
 
 def _audit(store: Store, route: str, arm: str, decision: dict[str, Any], percent: float, action: str,
@@ -123,6 +124,7 @@ class ReleaseControl:
         self.gw = gw
         gw.request_hooks.append(self.on_request)
         gw.feedback_hooks.append(self.on_feedback)
+        gw.release_status = self.status
         return self
 
     async def start(self) -> None:
@@ -164,6 +166,35 @@ class ReleaseControl:
 
     def route(self, name: str) -> _Route:
         return self._routes[name]
+
+    def status(self) -> list[dict[str, Any]]:
+        """Per watched route, what only this process knows: the step and the evidence gathered at it,
+        the scoring backlog and what was dropped, the mirror's counters, the latest decision (holds
+        included). ``GET /v1/rollout`` returns it as ``release``; ``tunegate rollout status --gateway``
+        prints it. Why here and not in the store: these counters change on every request, and the
+        store keeps only decisions that moved traffic."""
+        now = self.clock()
+        out: list[dict[str, Any]] = []
+        for name, r in self._routes.items():
+            steps = r.cfg.policy.steps
+            step = min(r.state.step, len(steps) - 1)
+            try:
+                share: float | None = self._share(r)
+            except (AssertionError, KeyError):   # not started, or the arm left the gateway file
+                share = None
+            out.append({
+                "route": name, "arm": r.cfg.arm, "percent": share, "step": step,
+                "steps": [s.percent for s in steps], "rolled_back": r.state.rolled_back,
+                "excluded_cohorts": sorted(r.state.excluded_cohorts),
+                "at_step": {"pairs": r.monitor.step_pairs, "requests": r.monitor.step_requests,
+                            "seconds": round(max(0.0, now - r.state.step_started_s), 1)},
+                "needs": r.cfg.policy.step_needs(step).model_dump(),
+                "scoring": {"pending": r.pending, "max_pending": r.cfg.max_pending_scores,
+                            "dropped": r.dropped_scores},
+                "mirror": None if r.mirror is None else {"share": r.cfg.mirror_share, **asdict(r.mirror.stats)},
+                "last_decision": None if r.last is None else r.last.to_dict(),
+            })
+        return out
 
     # -- rollout state ----------------------------------------------------------------------------
     def _hash(self, r: _Route) -> str:
@@ -319,6 +350,7 @@ class ReleaseControl:
             now = self.clock()
             r.state = ReleaseState(r.state.step, r.state.step_started_s, now, False, r.state.excluded_cohorts)
             d = r.controller.decide(r.state, r.monitor.snapshot())
+            r.last = d
             if d.action == "hold":
                 return d
             h = self._hash(r)

@@ -14,6 +14,7 @@ import asyncio
 import contextlib
 import logging
 import os
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -112,6 +113,8 @@ class Gateway:
         self.cohort_blocks: dict[tuple[str, str], frozenset[str]] = {}
         #: Awaited with each stored ``POST /v1/feedback`` row (gateway.feedback; the controller listens).
         self.feedback_hooks: list[Any] = []
+        #: The release controller's live state (``ReleaseControl.status``) when one is attached.
+        self.release_status: Callable[[], list[dict[str, Any]]] | None = None
         self.metrics = Metrics()
         self.snap: Snapshot | None = None
         self.limiter: Limiter | None = None

@@ -14,6 +14,7 @@ import asyncio
 import contextlib
 import logging
 import os
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -123,6 +124,11 @@ class Gateway:
         self.pool: HTTP1Pool | None = None
         self._upstreams: dict[tuple[str, str, str], Upstream] = {}
         self._caches: dict[tuple[str, str], ResponseCache] = {}
+        #: Upstreams no snapshot refers to any more (retired at, default grace, upstream), closed once
+        #: no request can still be using them.
+        self._retired: list[tuple[float, float, Upstream]] = []
+        #: How long a retired upstream stays open; None: the longest a request or shadow may take.
+        self.retire_grace_s: float | None = None
         self._task: asyncio.Task[None] | None = None
         self._mtime = 0.0
         self.store_ok = True
@@ -136,7 +142,7 @@ class Gateway:
             self.worker = StoreWorker(self.db)
             cfg, specs, state = await self.worker.call(_load, self.config_path)
         else:
-            cfg, specs, state = _load(None, self.config_path)
+            cfg, specs, state = await asyncio.to_thread(_load, None, self.config_path)
         self._mtime = _mtime(self.config_path)
         self._install(cfg, specs, state)
         assert self.snap is not None
@@ -154,6 +160,7 @@ class Gateway:
             await self.log.aclose()
         for up in self._upstreams.values():
             await up.aclose()
+        await self.close_retired(everything=True)
         if self.pool is not None:
             await self.pool.aclose()
         if self.worker is not None:
@@ -164,21 +171,59 @@ class Gateway:
         assert self.pool is not None
         ups: dict[str, dict[str, Upstream]] = {}
         caches: dict[str, ResponseCache] = {}
+        live: set[tuple[str, str, str]] = set()
+        cache_keys: set[tuple[str, str]] = set()
         for route in cfg.routes:
             ups[route.name] = {}
             for arm, spec in specs[route.name].items():
                 key = (route.name, arm, spec.hash)
+                live.add(key)
                 if key not in self._upstreams:
                     self._upstreams[key] = make_upstream(arm, spec, self.pool)
                 ups[route.name][arm] = self._upstreams[key]
             if route.cache:
                 ck = (route.name, str(route.cache_size))
+                cache_keys.add(ck)
                 caches[route.name] = self._caches.setdefault(ck, ResponseCache(route.cache_size))
+        self._retire(live, self.snap.config if self.snap is not None else cfg)
+        self._caches = {k: c for k, c in self._caches.items() if k in cache_keys}
         hashes = {r: {a: s.hash for a, s in arms.items()} for r, arms in specs.items()}
         if self.limiter is None or self.snap is None or self.snap.config.auth != cfg.auth:
             self.limiter = Limiter(cfg.auth)
         self.snap = Snapshot(cfg, specs, hashes, ups, state, caches)
         self.metrics.set_shares(self.snap.effective_shares())
+
+    def _retire(self, live: set[tuple[str, str, str]], old: GatewayConfig) -> None:
+        """Move upstreams of candidates no route serves any more to the retired list.
+
+        Why not close them at once: a request that started on the previous snapshot may still be
+        calling one (snapshots are immutable for a request's life). Why at all: each promoted prompt
+        version or edited candidate makes a new upstream, and a local one holds a model in memory.
+        """
+        stale = [k for k in self._upstreams if k not in live]
+        if not stale:
+            return
+        # the longest one request may take on the old config, and a mirror shadow's cap (600 s)
+        grace = max([600.0, *((r.timeout_s + r.max_backoff_s) * r.attempt_budget for r in old.routes)])
+        now = time.monotonic()
+        for k in stale:
+            self._retired.append((now, grace, self._upstreams.pop(k)))
+
+    async def close_retired(self, *, everything: bool = False) -> int:
+        """Close the retired upstreams whose grace has passed (all of them at shutdown); how many."""
+        now, keep, closed = time.monotonic(), [], 0
+        for since, default_grace, up in self._retired:
+            grace = default_grace if self.retire_grace_s is None else self.retire_grace_s
+            if everything or now - since >= grace:
+                try:
+                    await up.aclose()
+                except Exception as e:  # one failing close must not keep the others open
+                    _log.warning("gateway: closing a retired upstream failed: %s", e)
+                closed += 1
+            else:
+                keep.append((since, default_grace, up))
+        self._retired = keep
+        return closed
 
     def set_state(self, state: RolloutState) -> None:
         """Swap in new rollout state (tests and the release controller may call it directly)."""
@@ -191,8 +236,8 @@ class Gateway:
         """Re-read ``gateway.yaml`` (and candidates, prompt labels, rollout state) and swap it in."""
         if self.worker is not None:
             cfg, specs, state = await self.worker.call(_load, self.config_path)
-        else:
-            cfg, specs, state = _load(None, self.config_path)
+        else:   # reading YAML and candidate files is blocking I/O: never on the serving loop
+            cfg, specs, state = await asyncio.to_thread(_load, None, self.config_path)
         self._mtime = _mtime(self.config_path)
         self._install(cfg, specs, state)
         self.metrics.reloads.labels("config").inc()
@@ -229,6 +274,8 @@ class Gateway:
         while True:
             assert self.snap is not None
             await asyncio.sleep(self.snap.config.reload_s)
+            if self._retired:
+                await self.close_retired()
             try:
                 if _mtime(self.config_path) != self._mtime:
                     await self.reload_config()

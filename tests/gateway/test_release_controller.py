@@ -11,6 +11,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
@@ -99,6 +100,21 @@ def wait(cond: Any, seconds: float = 30.0) -> bool:
     return poll(cond, tries=int(seconds / 0.05))
 
 
+def drive_until_decision(route: Any, send: Callable[[int, str], Any], *, rounds: int, drain_every: int,
+                         drained: Callable[[], bool]) -> int:
+    """Send one request per cohort per round until the controller decides (or ``rounds`` run out),
+    letting the mirror/scoring backlog drain every ``drain_every`` rounds so evidence keeps up with
+    traffic; how many rounds were sent. Paced by events, never by the clock."""
+    i = 0
+    while not route.decisions and i < rounds:
+        for c in ("orders", "faq"):
+            send(i, c)
+        i += 1
+        if i % drain_every == 0:
+            wait(drained, 10)
+    return i
+
+
 def test_candidate_breaking_json_on_one_cohort_is_rolled_back_for_that_cohort_only(tmp_path: Path) -> None:
     with OpenAIServer(default=GOOD) as base, OpenAIServer(default=breaks_orders) as tuned:
         cfg, db = setup_route(tmp_path, base, tuned, 50)
@@ -107,13 +123,8 @@ def test_candidate_breaking_json_on_one_cohort_is_rolled_back_for_that_cohort_on
             ctl = start(srv, [rr])
             client = openai.OpenAI(base_url=srv.base_url, api_key="none", max_retries=0)
             route = ctl.route("support")
-            i = 0
-            while not route.decisions and i < 400:
-                for c in ("orders", "faq"):
-                    ask(client, i, c)
-                i += 1
-                if i % 20 == 0:
-                    wait(lambda: route.mirror is not None and route.mirror.queued == 0, 10)
+            drive_until_decision(route, lambda i, c: ask(client, i, c), rounds=400, drain_every=20,
+                                 drained=lambda: route.mirror is not None and route.mirror.queued == 0)
             assert wait(lambda: bool(route.decisions)), "no rollback after 800 requests"
             d = route.decisions[0]
             assert d.action == "rollback" and d.cohorts == ("orders",), d.reason

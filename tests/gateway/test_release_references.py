@@ -22,7 +22,7 @@ from tests.gateway.conftest import (
     write_candidate,
     write_gateway,
 )
-from tests.gateway.test_release_controller import policy, start, wait
+from tests.gateway.test_release_controller import drive_until_decision, policy, start, wait
 from tests.support.openai_server import OpenAIServer, RecordedRequest, Reply
 from tunegate.errors import UserError
 from tunegate.gateway.controller import ReleaseControl, RouteRelease
@@ -105,13 +105,8 @@ def test_switch_on_scores_tool_calls_against_the_reference_and_rolls_the_cohort_
             ctl = start(srv, [rr])
             client = openai.OpenAI(base_url=srv.base_url, api_key="none", max_retries=0)
             route = ctl.route("support")
-            i = 0
-            while not route.decisions and i < 200:
-                for c in ("orders", "faq"):
-                    ask(client, i, c, reference(c, i))
-                i += 1
-                if i % 10 == 0:
-                    wait(lambda: drained(ctl), 10)
+            i = drive_until_decision(route, lambda i, c: ask(client, i, c, reference(c, i)), rounds=200, drain_every=10,
+                                     drained=lambda: drained(ctl))
             assert wait(lambda: bool(route.decisions)), f"no rollback after {2 * i} requests"
             assert srv.gateway.cohort_blocks[("support", "tuned")] == frozenset({"orders"})
             assert wait(lambda: drained(ctl), 10)

@@ -27,7 +27,8 @@ XSS = '</script><script>window.__pwned=1;alert(1)</script><img src=x onerror="wi
 
 POLICY = GatePolicy.model_validate({
     "name": "report-test", "headline": {"evaluator": "exact_match", "rule": "improve"},
-    "guards": [{"evaluator": "token_f1", "rule": "non_inferior", "margin": 0.02}],
+    "guards": [{"evaluator": "token_f1", "rule": "non_inferior", "margin": 0.02},
+               {"evaluator": "exact_match", "rule": "floor", "min": 0.4}],
     "cohorts": {"rule": "non_inferior", "margin": 0.05, "min_rows": 20}, "error_budget": 0.05})
 
 

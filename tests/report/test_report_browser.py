@@ -91,6 +91,14 @@ def test_forest_plot_has_every_evaluator_and_thresholds(opened: Opened, gate: di
     names = opened.page.eval_on_selector_all("svg.forest g.forest-row", "els => els.map(e => e.dataset.evaluator)")
     assert names == [e["evaluator"] for e in gate["verdict"]["comparison"]["evaluators"]]
     assert opened.page.locator("svg.forest line.threshold").count() >= 2  # improve (0) and non_inferior (-2 pt)
+    # the floor rule bounds the candidate's mean: its own level chart, the minimum as a tick
+    floor = next(r for r in gate["verdict"]["rules"] if r["rule"] == "floor")
+    assert opened.page.eval_on_selector_all("svg.floors g.forest-row", "els => els.map(e => e.dataset.evaluator)") \
+        == ["exact_match"]
+    tick = opened.page.locator("svg.floors line.threshold title").text_content() or ""
+    assert f"floor {floor['threshold'] * 100:.1f} % ({floor['status']})" in tick
+    value = opened.page.locator("svg.floors g.forest-row text.value").text_content() or ""
+    assert value.startswith(f"{floor['estimate'] * 100:.1f} [")
 
 
 @pytest.mark.parametrize(("flag", "pick"), [

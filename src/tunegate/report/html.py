@@ -122,6 +122,7 @@ def render_report_html(verdict: dict[str, Any], rows: list[dict[str, Any]], *, c
         n_rows=(verdict.get("rows") or {}).get("paired_union", len(rows)), policy=verdict.get("policy") or {},
         created_at=verdict.get("created_at", ""), version=__version__,
         forest=forest_plot(view["forest"]),
+        floors=forest_plot(view["floors"], level=True) if view["floors"] else None,
         heatmap=heatmap_table(view["cohorts"], view["sizes"], evaluators, view["cells"], alpha=view["alpha"],
                               min_rows=view["min_rows"]),
         cohort_options=cohorts, panels=tuning_panels(verdict, artifacts or {}),

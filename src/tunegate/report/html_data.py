@@ -147,13 +147,20 @@ def verdict_view(v: dict[str, Any]) -> dict[str, Any]:
                                "thresholds": _thresholds(rules, e["evaluator"])})
             else:
                 cells[(c.get("cohort"), e["evaluator"])] = c
+    # floor rules bound the candidate's own mean, not a delta: they get a level chart of their own
+    floors = [{"evaluator": r.get("evaluator") if not r.get("scope") else f"{r.get('evaluator')} [{r.get('scope')}]",
+               "delta": r.get("estimate"), "ci_low": r.get("ci_low"), "ci_high": r.get("ci_high"), "n": r.get("n"),
+               "status": r.get("status"),
+               "thresholds": [(r.get("threshold"), f"{r.get('name')}: floor {(r.get('threshold') or 0) * 100:.1f} % "
+                                                   f"({r.get('status')})", r.get("status"))]}
+              for r in rules if r.get("measure") == "candidate_mean" and r.get("cohort") in ("*", None)]
     sizes = comp.get("cohort_sizes") or {}
     cohorts = sorted(comp.get("cohorts") or [], key=lambda c: (-sizes.get(c, 0), c))
     return {
         "decision": v.get("decision", "?"), "reasons": v.get("reasons") or [],
         "rules": [{**r, "sentence": rule_sentence(r)} for r in rules],
         "counts": {s: sum(1 for r in rules if r.get("status") == s) for s in _ORDER},
-        "evaluators": evaluators, "forest": forest, "cells": cells, "cohorts": cohorts, "sizes": sizes,
+        "evaluators": evaluators, "forest": forest, "floors": floors, "cells": cells, "cohorts": cohorts, "sizes": sizes,
         "alpha": comp.get("alpha", 0.05), "min_rows": comp.get("min_cohort_rows", 0),
         "correction": comp.get("correction"), "method": comp.get("method"), "n_resamples": comp.get("n_resamples"),
     }

@@ -52,17 +52,20 @@ def nice_ticks(lo: float, hi: float, n: int = 6) -> list[float]:
     return ticks
 
 
-def forest_plot(rows: Sequence[dict[str, Any]], *, width: int = 760) -> Markup:
+def forest_plot(rows: Sequence[dict[str, Any]], *, width: int = 760, level: bool = False) -> Markup:
     """One line per evaluator: paired delta (points) with its CI, and the rule threshold(s) on it.
 
     ``rows``: ``{"evaluator", "delta", "ci_low", "ci_high", "n", "status", "thresholds": [(value,
-    label, status)]}`` with deltas as fractions; drawn in percentage points.
+    label, status)]}`` with deltas as fractions; drawn in percentage points. ``level=True`` draws
+    levels instead of deltas (a floor rule's candidate mean against its minimum): same geometry,
+    unsigned values, no zero line, its own class (``svg.floors``) and titles.
     """
     if not rows:
         return Markup('<p class="muted">No evaluator has paired scores.</p>')
+    signed = not level
     row_h, top, bottom, left, right = 34, 28, 34, 190, 200
     h = top + bottom + row_h * len(rows)
-    vals: list[float] = [0.0]
+    vals: list[float] = [] if level else [0.0]
     for r in rows:
         vals += [v for v in (r.get("delta"), r.get("ci_low"), r.get("ci_high")) if v is not None]
         vals += [t[0] for t in r.get("thresholds", []) if t[0] is not None]
@@ -75,17 +78,22 @@ def forest_plot(rows: Sequence[dict[str, Any]], *, width: int = 760) -> Markup:
     def sx(v: float) -> float:
         return left + (v * 100 - x0) / (x1 - x0) * plot_w
 
-    out = [f'<svg class="chart forest" role="img" viewBox="0 0 {width} {h}" width="{width}" height="{h}" '
-           f'xmlns="http://www.w3.org/2000/svg"><title>Paired delta by evaluator with 95% CI</title>']
+    kind, what = ("floors", "Candidate mean by evaluator with 95% CI") if level else \
+        ("forest", "Paired delta by evaluator with 95% CI")
+    out = [f'<svg class="chart {kind}" role="img" viewBox="0 0 {width} {h}" width="{width}" height="{h}" '
+           f'xmlns="http://www.w3.org/2000/svg"><title>{what}</title>']
     for t in ticks:
         x = left + (t - x0) / (x1 - x0) * plot_w
+        label = f"{t:+g}" if signed else f"{t:g}"
         out.append(f'<line x1="{x:.1f}" y1="{top - 6}" x2="{x:.1f}" y2="{h - bottom}" class="grid"/>'
-                   f'<text x="{x:.1f}" y="{h - bottom + 16}" class="tick" text-anchor="middle">{t:+g}</text>')
-    zx = sx(0.0)
-    out.append(f'<line x1="{zx:.1f}" y1="{top - 6}" x2="{zx:.1f}" y2="{h - bottom}" class="zero"/>')
-    out.append(f'<text x="{left + plot_w / 2:.0f}" y="{h - 4}" class="axis" text-anchor="middle">'
-               'Δ candidate − baseline (percentage points), 95% CI</text>')
-    out.append(f'<text x="{left + plot_w + 10}" y="{top - 10}" class="axis">Δ [95% CI] · n</text>')
+                   f'<text x="{x:.1f}" y="{h - bottom + 16}" class="tick" text-anchor="middle">{label}</text>')
+    if signed:
+        zx = sx(0.0)
+        out.append(f'<line x1="{zx:.1f}" y1="{top - 6}" x2="{zx:.1f}" y2="{h - bottom}" class="zero"/>')
+    axis = "candidate mean (%), 95% CI" if level else "Δ candidate − baseline (percentage points), 95% CI"
+    out.append(f'<text x="{left + plot_w / 2:.0f}" y="{h - 4}" class="axis" text-anchor="middle">{axis}</text>')
+    out.append(f'<text x="{left + plot_w + 10}" y="{top - 10}" class="axis">'
+               f'{"mean" if level else "Δ"} [95% CI] · n</text>')
     for i, r in enumerate(rows):
         y = top + row_h * i + row_h / 2
         color = _STATUS_COLOR.get(r.get("status"), _STATUS_COLOR[None])
@@ -99,7 +107,8 @@ def forest_plot(rows: Sequence[dict[str, Any]], *, width: int = 760) -> Markup:
             out.append(f'<line x1="{tx:.1f}" y1="{y - 13:.1f}" x2="{tx:.1f}" y2="{y + 13:.1f}" class="threshold" '
                        f'stroke="{tc}"><title>{_e(label)}</title></line>')
         d, lo_, hi_ = r.get("delta"), r.get("ci_low"), r.get("ci_high")
-        tip = f"{r['evaluator']}: Δ {_pt(d)} pt, 95% CI [{_pt(lo_)}, {_pt(hi_)}], n={r.get('n')}"
+        tip = (f"{r['evaluator']}: {'mean' if level else 'Δ'} {_pt(d, signed)}{'%' if level else ' pt'}, "
+               f"95% CI [{_pt(lo_, signed)}, {_pt(hi_, signed)}], n={r.get('n')}")
         if lo_ is not None and hi_ is not None:
             out.append(f'<line x1="{sx(lo_):.1f}" y1="{y:.1f}" x2="{sx(hi_):.1f}" y2="{y:.1f}" class="ci" '
                        f'stroke="{color}"/>')
@@ -109,8 +118,8 @@ def forest_plot(rows: Sequence[dict[str, Any]], *, width: int = 760) -> Markup:
         if d is not None:
             out.append(f'<circle cx="{sx(d):.1f}" cy="{y:.1f}" r="5.5" fill="{color}"><title>{_e(tip)}</title>'
                        '</circle>')
-        out.append(f'<text x="{left + plot_w + 10}" y="{y + 4:.1f}" class="value">{_pt(d)} '
-                   f'[{_pt(lo_)}, {_pt(hi_)}] · {_e(r.get("n", "—"))}</text></g>')
+        out.append(f'<text x="{left + plot_w + 10}" y="{y + 4:.1f}" class="value">{_pt(d, signed)} '
+                   f'[{_pt(lo_, signed)}, {_pt(hi_, signed)}] · {_e(r.get("n", "—"))}</text></g>')
     out.append("</svg>")
     return Markup("".join(out))
 

@@ -186,6 +186,8 @@ def decide(gaz: Gazetteer, doc: Any, ents: Any, text: str) -> list[tuple[str, in
             continue
         before = _before(doc, e.start)
         first = span.split()[0]
+        if e.label_ not in ("PERSON", "LOCATION"):
+            continue
         name_strong = gaz.is_given(first) and not gaz.is_big_place(span)
         name_weak = gaz.is_name(span)
         place = gaz.is_place(span)

@@ -169,7 +169,7 @@ def _recognizers() -> list[Any]:
         context=_CARD_CONTEXT)
     name = PatternRecognizer(
         supported_entity="PERSON", name="NameCueRecognizer",
-        patterns=[Pattern("cue + name", rf"(?<=\b{_NAME_CUE}\s){_NAME}", 0.6),
+        patterns=[Pattern("cue + name", rf"(?<=\b{_NAME_CUE}\s{{1,{1 if 'cue_ws' in _OFF else 8}}}){_NAME}", 0.6),
                   # greetings and reported speech ("Hi Victor,", "Thanks, Anna", "said Maslin"): a reply
                   # that greets the customer by name repeats it; function words are not names
                   Pattern("greeting/speech + name", rf"(?<=\b(?:hi|hello|hey|thanks|thank you|welcome|good morning|"
@@ -324,6 +324,10 @@ def resolve_overlaps(results: list[Any], text: str | None = None) -> list[Any]:
 
 
 _STREET_WORD = re.compile(rf"(?:{_EU_PREFIX})\s", re.IGNORECASE)
+#: Street types that are not also common surnames (so "Benny Hill" stays a person).
+_STREET_TYPE_END = re.compile(r"\s(?:Street|Avenue|Ave|Road|Rd|Boulevard|Blvd|Drive|Terrace|Parkway|Pkwy|Highway|"
+                              r"Hwy|Bypass|Route|Square|Crescent|Turnpike|Expressway|Freeway|Plaza|Alley|Mill|"
+                              r"Summit|Pass|Courts?|Lanes?|Point|Crossing|Junction)\.?$")
 _NUMBER_AFTER = re.compile(r"[ \t]+\d{1,5}[a-zA-Z]?\b\.?")
 _NUMBER_BEFORE = re.compile(r"(?<![\w-])\d{1,6}[ \t]+$")
 
@@ -337,7 +341,8 @@ def _street_not_person(r: Any, text: str) -> None:
     span = text[r.start:r.end]
     after = _NUMBER_AFTER.match(text, r.end)
     before = _NUMBER_BEFORE.search(text, max(0, r.start - 8), r.start)
-    if any(ch.isdigit() for ch in span) or _STREET_WORD.match(span) or (after and before):
+    if any(ch.isdigit() for ch in span) or _STREET_WORD.match(span) or (after and before) \
+            or ("street_type_end" not in _OFF and " " in span.strip() and _STREET_TYPE_END.search(span)):
         r.entity_type, r.score = "STREET_ADDRESS", max(r.score, 0.86)
         if after:
             r.end = after.end()
@@ -350,6 +355,8 @@ _PARTICLE = r"(?:de|da|do|dos|la|le|les|el|van|von|der|den|am|im|del|di|du|sur|u
 _SEG_WORD = rf"(?:(?-i:[A-ZÀ-ÖØ-ÞĀ-ſΑ-Ω][\wÀ-ÿĀ-ſ'’.()-]*)|\d{{2,6}}(?:-\d{{3,4}})?|\({_WORD}\)|{_PARTICLE})"
 _BLOCK_NEXT = re.compile(rf"[ \t]*(?:\n[^\w\n]{{0,5}}|,)[ \t,]*(?:\n[^\w\n]{{0,5}}[ \t,]*)?"
                          rf"({_SEG_WORD}(?:[ \t]+{_SEG_WORD}){{0,4}})")
+_ENDS_WITH_UNIT = re.compile(rf"\b{_UNIT}\s*#?\d{{1,6}}[A-Z]?$")
+_UNIT_TAIL = re.compile(rf"[ \t]+((?-i:[A-ZÀ-ÖØ-ÞĀ-ſΑ-Ω][\wÀ-ÿĀ-ſ'’.()-]*)(?:[ \t]+{_SEG_WORD}){{0,4}})")
 _HOUSE_NUMBER = re.compile(r"(?<![\w-])\d{1,6}[ \t]+$")
 
 
@@ -359,6 +366,11 @@ def extend_address(text: str, start: int, end: int, max_segments: int = 4) -> tu
     m = _HOUSE_NUMBER.search(text[max(0, start - 8):start])
     if m:
         start = start - (len(text[max(0, start - 8):start]) - m.start())
+    if "unit_tail" not in _OFF and _ENDS_WITH_UNIT.search(text, max(0, end - 16), end):
+        # one-line blocks go on after the unit with spaces only ("Apt. 892 GUÉRET LI", "Suite 907 Soloi Cyprus")
+        tail = _UNIT_TAIL.match(text, end)
+        if tail:
+            end = tail.end()
     for _ in range(max_segments):
         nxt = _BLOCK_NEXT.match(text, end)
         if not nxt:

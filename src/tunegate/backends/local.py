@@ -24,6 +24,14 @@ Why these choices (measurements on the 2-core dev machine are in the bench and t
 * **Lazy everything.** ``import tunegate.backends.local`` does not import torch; the model loads
   on the first ``generate`` (or ``load()``). All torch work runs on one dedicated worker thread,
   so the event loop stays free and torch's OpenMP thread team is created once.
+* **Worker lanes** (``workers=N``, or ``TUNEGATE_WORKERS``; fast engine only). The fast engine
+  runs on one torch thread (more threads lose to OpenMP barriers, decision 0014), so on a machine
+  with N real cores N-1 spawned processes each load the cached int8 engine and take batches beside
+  the backend's own thread. A call's rows are dealt out to the lanes (a small call is split
+  across them, a large one in batches of ``batch_size`` from a shared queue). Outputs do not
+  change: a row's text depends on its own prompt, params and seed only (batch-invariant engine,
+  per-row sampling, the same tokenizer for stop strings in every lane), so ``workers`` is not part
+  of the identity. Only the backend's process talks to the caller and the store.
 * ``latency_s`` is the request's *share* of its batch: batch wall time (tokenize + generate +
   decode) divided by the batch size. Summed over rows it is the compute time spent; it is not
   the time a caller waited (that is the whole batch).
@@ -35,11 +43,12 @@ import asyncio
 import contextlib
 import gc
 import json
+import os
 import threading
 import time
 from collections import defaultdict
 from collections.abc import Sequence
-from concurrent.futures import Future, InvalidStateError, ThreadPoolExecutor
+from concurrent.futures import Future, InvalidStateError, ProcessPoolExecutor, ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -59,6 +68,27 @@ from tunegate.core.result import ModelOutput, Usage
 from tunegate.errors import BackendError, UserError
 
 __all__ = ["AUTO_DTYPE", "DTYPES", "ENGINES", "LocalBackend", "SeededSampler", "StopOnStrings", "engine_label"]
+
+#: Chunks of rows for the lanes: (max_tokens, [(request index, prompt ids)]).
+_Chunk = tuple[int, list[tuple[int, list[int]]]]
+
+
+def workers_from_env(default: int = 1) -> int:
+    """``TUNEGATE_WORKERS`` as a lane count (``auto`` = the CPU count), else ``default``."""
+    raw = os.environ.get("TUNEGATE_WORKERS", "").strip()
+    if not raw:
+        return default
+    if raw == "auto":
+        return max(1, os.cpu_count() or 1)
+    try:
+        n = int(raw)
+    except ValueError:
+        raise UserError(f"TUNEGATE_WORKERS must be an integer or 'auto', got {raw!r}",
+                        field="TUNEGATE_WORKERS") from None
+    if n < 1:
+        raise UserError("TUNEGATE_WORKERS must be at least 1", field="TUNEGATE_WORKERS")
+    return n
+
 
 def _settle(fut: Future[list[GenerationResult]], results: list[GenerationResult]) -> None:
     """Hand a waiting call its results; one that gave up (cancelled) gets nothing."""
@@ -128,7 +158,8 @@ class LocalBackend:
     kind = "local"
 
     def __init__(self, model: str = DEFAULT_ALIAS, adapter: str | None = None, threads: int | None = None,
-                 batch_size: int | None = None, dtype: str = "auto", engine: str = "fast") -> None:
+                 batch_size: int | None = None, dtype: str = "auto", engine: str = "fast",
+                 workers: int | None = None) -> None:
         if dtype not in DTYPES:
             raise UserError(f"dtype must be one of {', '.join(DTYPES)}, got {dtype!r}", field="dtype")
         if engine == "fast" and dtype not in ("auto", "float32"):
@@ -144,6 +175,10 @@ class LocalBackend:
             raise UserError("batch_size must be at least 1", field="batch_size")
         if threads is not None and threads < 1:
             raise UserError("threads must be at least 1", field="threads")
+        explicit = workers is not None
+        workers = workers if workers is not None else workers_from_env()
+        if workers < 1:
+            raise UserError("workers must be at least 1", field="workers")
         check_model_ref(model)
         if adapter is not None and not Path(adapter).exists():
             raise UserError(f"adapter path {adapter!r} does not exist", field="adapter")
@@ -155,7 +190,19 @@ class LocalBackend:
             self.dtype = "int8"
         # A prompt-learning adapter (soft prompt) prepends virtual tokens *before* the left padding and
         # PEFT drops position ids, so a padded row's output would depend on its batch: run them one by one.
-        self.max_batch = 1 if adapter is not None and _is_prompt_learning(adapter) else batch_size
+        self.batch_size = 1 if adapter is not None and _is_prompt_learning(adapter) else batch_size
+        if workers > 1 and self.engine != "fast":
+            if explicit:
+                raise UserError("workers > 1 applies to the fast engine only", field="workers")
+            workers = 1   # TUNEGATE_WORKERS is a machine setting: a transformers candidate runs in one lane
+        #: lanes generating at once (this process + workers-1 spawned processes, fast engine only)
+        self.workers = workers
+        #: rows a caller should hand over per call to keep every lane busy (``score_rows`` chunks by it)
+        self.max_batch = self.batch_size * workers
+        self._lanes: list[ProcessPoolExecutor] = []
+        self._lanes_lock = threading.Lock()
+        #: chunks each lane ran (index 0 = this process): shows the work was shared
+        self.lane_chunks = [0] * workers
         self._lock = threading.Lock()  # one batch (or load) at a time
         self._exec_lock = threading.Lock()
         self._identity: dict[str, Any] | None = None
@@ -267,6 +314,23 @@ class LocalBackend:
         self._context = engine.context
         self._fast = engine
         self._model = engine
+        if self.workers > 1:
+            self._start_lanes(tunegate_home() / "engines", key)
+
+    def _start_lanes(self, cache_dir: Path, key: str) -> None:
+        """Spawn the other lanes now (they load the engine file this process just cached)."""
+        import multiprocessing
+
+        ctx = multiprocessing.get_context("spawn")   # never fork a process that holds torch threads
+        with self._lanes_lock:
+            if self._lanes:
+                return
+            for _ in range(self.workers - 1):
+                ex = ProcessPoolExecutor(max_workers=1, mp_context=ctx, initializer=_lane_init,
+                                         initargs=(str(self._resolved()), self.adapter, key, str(cache_dir),
+                                                   self.threads or 1))
+                ex.submit(_lane_ping)   # start loading now, while this lane already generates
+                self._lanes.append(ex)
 
     # -- prompts --------------------------------------------------------------------------------
 
@@ -394,19 +458,77 @@ class LocalBackend:
                                               f"exceeds the model context ({self._context})")
                     continue
                 prepared[r.params.max_tokens].append((i, ids))
+            chunks: list[_Chunk] = []
             for max_tokens, rows in prepared.items():
                 rows.sort(key=lambda row: len(row[1]))
-                for k in range(0, len(rows), self.max_batch):
-                    chunk = rows[k:k + self.max_batch]
-                    self.batches_run += 1
-                    try:
-                        outs = self._run_batch([requests[i] for i, _ in chunk], [ids for _, ids in chunk],
-                                               max_tokens)
-                    except Exception as e:
-                        outs = [BackendError(f"local generation failed: {type(e).__name__}: {e}")] * len(chunk)
-                    for (i, _), out in zip(chunk, outs, strict=True):
-                        results[i] = out
+                chunks += [(max_tokens, c) for c in split_rows(rows, self.batch_size, self.workers)]
+            if self._lanes and len(chunks) > 1:
+                self._run_lanes(requests, chunks, results)
+            else:
+                for chunk in chunks:
+                    self._run_chunk(requests, chunk, results)
             return [r if r is not None else BackendError("request was not processed") for r in results]
+
+    def _run_chunk(self, requests: list[GenerationRequest], chunk: _Chunk,
+                   results: list[GenerationResult | None]) -> None:
+        """One batch in this process (lane 0)."""
+        max_tokens, rows = chunk
+        self.batches_run += 1
+        self.lane_chunks[0] += 1
+        try:
+            outs = self._run_batch([requests[i] for i, _ in rows], [ids for _, ids in rows], max_tokens)
+        except Exception as e:
+            outs = [BackendError(f"local generation failed: {type(e).__name__}: {e}")] * len(rows)
+        for (i, _), out in zip(rows, outs, strict=True):
+            results[i] = out
+
+    def _run_lanes(self, requests: list[GenerationRequest], chunks: list[_Chunk],
+                   results: list[GenerationResult | None]) -> None:
+        """Every lane takes the next chunk from one queue until none is left.
+
+        This thread is lane 0; one helper thread per spawned lane hands it a chunk and waits.
+        A lane whose process fails puts its chunk back and stops, so the others (at least this
+        one) still finish the call: a broken lane costs speed, never rows.
+        """
+        queue = list(reversed(chunks))
+        qlock = threading.Lock()
+        # decoded here, on this thread, after the lanes finish: one thread uses the tokenizer at a time
+        done: list[tuple[list[tuple[int, list[int]]], list[GenerationRequest], list[tuple[list[int], bool]], float]] = []
+
+        def take() -> _Chunk | None:
+            with qlock:
+                return queue.pop() if queue else None
+
+        def lane(n: int, ex: ProcessPoolExecutor) -> None:
+            while (chunk := take()) is not None:
+                max_tokens, rows = chunk
+                reqs = [requests[i] for i, _ in rows]
+                payload = [(ids, max_tokens, r.params.temperature, r.params.top_p, r.seed,
+                            list(r.params.stop or [])) for r, (_, ids) in zip(reqs, rows, strict=True)]
+                t0 = time.perf_counter()
+                try:
+                    outs = ex.submit(_lane_generate, payload, sorted(self._eos)).result()
+                except Exception:
+                    with qlock:
+                        queue.append(chunk)
+                    return
+                share = (time.perf_counter() - t0) / len(rows)
+                with qlock:
+                    self.batches_run += 1
+                    self.lane_chunks[n] += 1
+                    done.append((rows, reqs, outs, share))
+
+        with ThreadPoolExecutor(max_workers=len(self._lanes), thread_name_prefix="tunegate-lane") as pool:
+            helpers = [pool.submit(lane, n + 1, ex) for n, ex in enumerate(self._lanes)]
+            while (chunk := take()) is not None:
+                self._run_chunk(requests, chunk, results)
+            for h in helpers:
+                h.result()
+        while (chunk := take()) is not None:   # put back by a lane that failed after this one stopped
+            self._run_chunk(requests, chunk, results)
+        for rows, reqs, outs, share in done:
+            for (i, ids), r, (gen, ended) in zip(rows, reqs, outs, strict=True):
+                results[i] = self._output(r, gen, ended, len(ids), share)
 
     def _run_batch(self, reqs: list[GenerationRequest], prompts: list[list[int]],
                    max_tokens: int) -> list[GenerationResult]:
@@ -466,14 +588,7 @@ class LocalBackend:
 
     def _stop_check(self, stops: Sequence[str]) -> Any:
         """Per row: True once the decoded tail of its generated ids contains a stop string."""
-        tok = self._tokenizer
-        tail = 4 * max(len(s) for s in stops) + 8  # a character is at most 4 byte-level tokens
-
-        def check(ids: list[int]) -> bool:
-            text = tok.decode(ids[-tail:], skip_special_tokens=True)
-            return any(s in text for s in stops)
-
-        return check
+        return _stop_checker(self._tokenizer, stops)
 
     async def aclose(self) -> None:
         """Drop the weights and the worker thread (the backend reloads if used again)."""
@@ -484,8 +599,68 @@ class LocalBackend:
             executor, self._executor = self._executor, None
         if executor is not None:
             executor.shutdown(wait=True)  # lets a running batch finish instead of pulling the model
+        with self._lanes_lock:
+            lanes, self._lanes = self._lanes, []
+        for ex in lanes:
+            ex.shutdown(wait=True, cancel_futures=True)
         with self._lock:
             self._model = None
             self._fast = None
             self._tokenizer = None
         gc.collect()
+
+
+def split_rows(rows: list[tuple[int, list[int]]], batch_size: int, lanes: int) -> list[list[tuple[int, list[int]]]]:
+    """Length-sorted rows as batches: up to ``batch_size * lanes`` rows are dealt out round-robin
+    into one batch per lane (each lane gets short and long prompts alike, so they finish together);
+    more rows go in consecutive batches of ``batch_size`` that the lanes take from a queue."""
+    if lanes > 1 and len(rows) <= batch_size * lanes:
+        k = min(lanes, len(rows))
+        return [rows[j::k] for j in range(k)]
+    return [rows[k:k + batch_size] for k in range(0, len(rows), batch_size)]
+
+
+def _stop_checker(tok: Any, stops: Sequence[str]) -> Any:
+    """True once the decoded tail of a row's generated ids contains one of ``stops``."""
+    tail = 4 * max(len(s) for s in stops) + 8  # a character is at most 4 byte-level tokens
+    stops = list(stops)
+
+    def check(ids: list[int]) -> bool:
+        text = tok.decode(ids[-tail:], skip_special_tokens=True)
+        return any(s in text for s in stops)
+
+    return check
+
+
+# -- a spawned lane (module-level: run in the worker process) ------------------------------------
+
+_LANE: dict[str, Any] = {}
+
+
+def _lane_init(folder: str, adapter: str | None, key: str, cache_dir: str, threads: int) -> None:
+    """Load the tokenizer and the cached engine once per lane process."""
+    import torch
+    from transformers import AutoTokenizer
+
+    from tunegate.backends.fastlm import load_engine
+
+    torch.set_num_threads(threads)
+    _LANE["tok"] = AutoTokenizer.from_pretrained(folder, local_files_only=True)
+    _LANE["engine"] = load_engine(Path(folder), adapter, key, Path(cache_dir))
+
+
+def _lane_ping() -> bool:
+    return bool(_LANE)
+
+
+def _lane_generate(payload: list[tuple[list[int], int, float, float, int, list[str]]],
+                   eos: list[int]) -> list[tuple[list[int], bool]]:
+    """One batch in a lane: the same RowSpecs lane 0 would build (stop strings on this lane's tokenizer)."""
+    from tunegate.backends.fastlm import RowSpec
+
+    tok = _LANE["tok"]
+    rows = [RowSpec(prompt=ids, max_new=max_new, temperature=temp, top_p=top_p, seed=seed,
+                    stop=_stop_checker(tok, stop) if stop else None)
+            for ids, max_new, temp, top_p, seed, stop in payload]
+    out: list[tuple[list[int], bool]] = _LANE["engine"].generate(rows, set(eos))
+    return [(list(ids), bool(ended)) for ids, ended in out]

@@ -54,16 +54,17 @@ def _bacc(y: Any, pred: Any) -> float:
 def results() -> list[dict[str, Any]]:
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     from tunegate.evaluators.refusal import refusal_signals
-    from tunegate.evaluators.safety import CATEGORIES, embed_texts, load_head
+    from tunegate.evaluators.safety import CATEGORIES, load_head
     from tunegate.evaluators.training.safety_train import prf, split_of
 
     head = load_head()
     rows = [json.loads(line) for line in DATA.read_text(encoding="utf-8").splitlines() if line.strip()]
     test = [r for r in rows if split_of(r["id"]) == "test"]
-    embed_texts(["warm-up"])
-    t0 = time.perf_counter()
-    P = head.predict(embed_texts([r["text"] for r in test]))
+    head.embed(["warm-up"])
+    t0, c0 = time.perf_counter(), time.process_time()
+    P = head.predict(head.embed([r["text"] for r in test]))
     rate = len(test) / (time.perf_counter() - t0)
+    cpu_ms = 1000 * (time.process_time() - c0) / len(test)
     cv = head.manifest.get("cv5_f1", {})
     out: list[dict[str, Any]] = []
 
@@ -75,7 +76,9 @@ def results() -> list[dict[str, Any]]:
     y = np.array([r["any_flagged"] for r in test])
     p, r_, f = prf(y, head.unsafe(P) >= head.tau)
     add("test/any_flagged", "F1", f, len(test), TARGET_F1, rate, precision=round(p, 4), recall=round(r_, 4),
-        cv5=cv.get("any_flagged"))
+        cv5=cv.get("any_flagged"), cpu_ms_per_row=round(cpu_ms, 2),
+        encoder=head.manifest.get("encoder", {}).get("file", "frozen base MiniLM"),
+        cv5_frozen_same_folds=head.manifest.get("cv5_f1_frozen_same_folds", {}).get("any_flagged"))
     for j, (code, name) in enumerate(CATEGORIES.items()):
         lab = np.array([-1 if r[code] is None else r[code] for r in test])
         keep = lab >= 0
@@ -113,14 +116,13 @@ def _save(rows: list[dict[str, Any]]) -> None:
 
 def _social(head: Any) -> list[dict[str, Any]]:
     """Balanced accuracy / F1 on the Surge AI toxic social-media comments, with both baselines."""
-    from tunegate.evaluators.safety import embed_texts
     from tunegate.evaluators.training.safety_train import prf, social_half
 
     rows = [json.loads(line) for line in SOCIAL.read_text(encoding="utf-8").splitlines() if line.strip()]
     rows = [r for r in rows if social_half(r["id"]) == "proxy"]  # the other half trains the toxic head
     y = np.array([int(r["toxic"]) for r in rows])
     t0 = time.perf_counter()
-    flagged = head.unsafe(head.predict(embed_texts([r["text"] for r in rows]))) >= head.tau
+    flagged = head.unsafe(head.predict(head.embed([r["text"] for r in rows]))) >= head.tau
     rate = len(rows) / (time.perf_counter() - t0)
     kw = np.array([keyword_flag(r["text"]) for r in rows])
     out = []

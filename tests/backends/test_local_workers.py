@@ -9,11 +9,15 @@ from __future__ import annotations
 
 import asyncio
 import multiprocessing
+import subprocess
+import sys
 from concurrent.futures import ProcessPoolExecutor
+from pathlib import Path
 from typing import Any
 
 import pytest
 
+from tests.support.polling import poll
 from tunegate.backends import local
 from tunegate.backends.base import GenerationRequest
 from tunegate.backends.local import LocalBackend, split_rows, workers_from_env
@@ -133,3 +137,28 @@ def test_a_broken_lane_costs_speed_not_rows(one_lane: LocalBackend) -> None:
         assert two.lane_chunks[1] == 0 and two.lane_chunks[0] == 5
     finally:
         asyncio.run(two.aclose())
+
+
+def _gone(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0] in ("Z", "X")   # a zombie has ended
+    except OSError:
+        return True
+
+
+@pytest.mark.slow
+def test_lanes_end_when_the_backend_process_is_killed(tmp_path: Path) -> None:
+    code = ("import multiprocessing, sys\nfrom tunegate.backends.local import LocalBackend\n"
+            "b = LocalBackend(batch_size=2, threads=1, workers=2)\nb.load()\n"
+            "b._lanes[0].submit(int).result()\n"   # the lane process is up
+            "print(*[p.pid for p in multiprocessing.active_children()], flush=True)\nsys.stdin.read()\n")
+    proc = subprocess.Popen([sys.executable, "-c", code], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    try:
+        assert proc.stdout is not None
+        lanes = [int(p) for p in proc.stdout.readline().split()]
+        assert lanes and not any(_gone(p) for p in lanes)
+    finally:
+        proc.kill()   # no close(): the lanes must notice on their own
+        proc.wait()
+    assert poll(lambda: all(_gone(p) for p in lanes), tries=1200)

@@ -130,6 +130,10 @@ def test_demo_runs_the_whole_release_story(tmp_path: Path) -> None:
     assert res["replay"]["controller"] == [{"action": e["action"], "from": e["from_percent"], "to": e["to_percent"],
                                             "reason": e["reason"]} for e in first_run
                                            if e["actor"] == "release-controller"]
+    # the controller's own view at the end of the replay: evidence at the step and its latest decision
+    live = res["replay"]["controller_status"]
+    assert live["route"] == "release" and live["needs"]["min_pairs"] > 0
+    assert live["last_decision"]["action"] in ("hold", "ramp", "rollback") and live["last_decision"]["reason"]
     # the gate's test rows reached the model only through the gate, never through the replay
     assert sum(1 for u in task_inputs if u in test_inputs) <= 2 * len(test_inputs)
     # 5 report: the dashboard the gateway served, saved as a file
@@ -193,3 +197,21 @@ def test_demo_gates_a_given_candidate_without_tuning(tmp_path: Path) -> None:
     assert res["tune"] == {"skipped": True, "candidate": str(given)} and "tune" not in res["wall_s"]
     assert res["gate"]["allowed_cohorts"] == ["alpha", "beta"] and str(given) in (out / "serve" / "gateway.yaml").read_text()
     assert res["replay"]["ok"] == 9
+
+
+def test_tree_cpu_counts_live_and_reaped_children() -> None:
+    import subprocess
+    import sys
+
+    from tunegate.cli.demo_release import tree_cpu_s
+
+    burn = "import time\nt = time.process_time()\nwhile time.process_time() - t < 0.5: pass\n"
+    before = tree_cpu_s()
+    live = subprocess.Popen([sys.executable, "-c", burn + "import sys; sys.stdin.read()"], stdin=subprocess.PIPE)
+    try:
+        from tests.support.polling import poll
+
+        assert poll(lambda: tree_cpu_s() - before >= 0.5, tries=2400)   # a live child's CPU is counted ...
+    finally:
+        live.communicate(b"")
+    assert tree_cpu_s() - before >= 0.5                      # ... and still counted once it was reaped

@@ -644,9 +644,21 @@ def _lane_init(folder: str, adapter: str | None, key: str, cache_dir: str, threa
 
     from tunegate.backends.fastlm import load_engine
 
+    _watch_parent(os.getppid())
     torch.set_num_threads(threads)
     _LANE["tok"] = AutoTokenizer.from_pretrained(folder, local_files_only=True)
     _LANE["engine"] = load_engine(Path(folder), adapter, key, Path(cache_dir))
+
+
+def _watch_parent(parent: int) -> None:
+    """End this lane when the backend's process is gone (killed, not closed): a lane in the middle
+    of a batch would otherwise keep a core busy for a caller that no longer exists."""
+    def watch() -> None:
+        while os.getppid() == parent:
+            time.sleep(1.0)
+        os._exit(0)
+
+    threading.Thread(target=watch, name="tunegate-lane-parent", daemon=True).start()
 
 
 def _lane_ping() -> bool:

@@ -39,7 +39,7 @@ if TYPE_CHECKING:
     from tunegate.store.sqlite import Store
     from tunegate.tuning.workflow import PromptTunePlan
 
-__all__ = ["DemoOptions", "ReleaseDemo", "interleave"]
+__all__ = ["DemoOptions", "ReleaseDemo", "interleave", "tree_cpu_s"]
 
 ROUTE = "release"
 ARM = "candidate"
@@ -63,17 +63,55 @@ class DemoOptions:
     candidate: Path | None = None    #: gate this candidate YAML instead of tuning one (step 1 skipped)
 
 
+def tree_cpu_s(pid: int | None = None) -> float:
+    """CPU seconds (user + system) of a process and every descendant, live or already reaped.
+
+    Why: the demo's work runs in child processes (the local backend's lanes, ``tunegate serve`` and
+    its lanes and scorer), and wall time on a shared machine says little; the CPU a step cost does
+    not depend on what else the machine runs. Linux ``/proc`` only; 0.0 where it is missing.
+    """
+    pid = os.getpid() if pid is None else pid
+    tick = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
+    stats: dict[int, tuple[int, float]] = {}   # pid → (parent, own + reaped children's CPU)
+    try:
+        names = os.listdir("/proc")
+    except OSError:
+        return 0.0
+    for name in names:
+        if not name.isdigit():
+            continue
+        try:
+            with open(f"/proc/{name}/stat", encoding="ascii", errors="replace") as f:
+                fields = f.read().rsplit(")", 1)[1].split()
+        except OSError:   # the process ended while we looked
+            continue
+        # after the command name: state ppid ... utime(12) stime(13) cutime(14) cstime(15), 1-based from state=1
+        stats[int(name)] = (int(fields[1]), sum(int(x) for x in fields[11:15]) / tick)
+    children: dict[int, list[int]] = defaultdict(list)
+    for p, (parent, _) in stats.items():
+        children[parent].append(p)
+    total, todo = 0.0, [pid]
+    while todo:
+        p = todo.pop()
+        total += stats.get(p, (0, 0.0))[1]
+        todo += children.get(p, [])
+    return total
+
+
 @dataclass
 class StepTimes:
     wall_s: dict[str, float] = field(default_factory=dict)
+    #: CPU seconds of the demo's whole process tree per step (see :func:`tree_cpu_s`)
+    cpu_s: dict[str, float] = field(default_factory=dict)
 
     @contextmanager
     def step(self, name: str) -> Iterator[None]:
-        t0 = time.perf_counter()
+        t0, c0 = time.perf_counter(), tree_cpu_s()
         try:
             yield
         finally:
             self.wall_s[name] = round(time.perf_counter() - t0, 2)
+            self.cpu_s[name] = round(tree_cpu_s() - c0, 2)
 
 
 def interleave(requests: list[ReplayRequest]) -> list[ReplayRequest]:
@@ -286,7 +324,8 @@ class ReleaseDemo:
         events = [e for e in reversed(rollout_events(self.store, self.o.route, limit=200)) if e["seq"] > seq0]
         ctl = [e for e in events if e["actor"] == "release-controller"]
         pairs = self._pairs()
-        self.result["replay"] = st | {"settle": settle, "pairs": pairs, "progress": lines,
+        live = self._live_status()
+        self.result["replay"] = st | {"settle": settle, "pairs": pairs, "progress": lines, "controller_status": live,
                                       "controller": [{"action": e["action"], "from": e["from_percent"],
                                                       "to": e["to_percent"], "reason": e["reason"]} for e in ctl]}
         arms = ", ".join(f"{a} {v['n']} (p50 {v['p50_s'] or 0:.1f}s)" for a, v in st["arms"].items())
@@ -300,10 +339,27 @@ class ReleaseDemo:
             for e in ctl:
                 self.emit(f"          controller: {e['action']} {e['arm']} {e['from_percent']:g}% → "
                           f"{e['to_percent']:g}%: {e['reason']}")
-        else:
+        view = live or {}
+        last = view.get("last_decision") or {}
+        if last.get("action") == "hold":
+            at = view.get("at_step") or {}
+            self.emit(f"          controller: holds at {view.get('percent') or 0:g}% after {at.get('pairs', 0)} pairs and "
+                      f"{at.get('requests', 0)} candidate requests at this step: {last.get('reason')}")
+        elif not ctl:
             self.emit(f"          controller: no ramp or rollback yet ({self._holding()})")
         self.emit(f"          history: tunegate rollout history --route {self.o.route}"
                   + (f" --db {self.o.db}" if self.o.db else ""))
+
+    def _live_status(self) -> dict[str, Any] | None:
+        """The controller's own view of this route (``GET /v1/rollout``, field ``release``): the
+        evidence at the current step and its latest decision with its reason, holds included."""
+        assert self.gateway is not None
+        try:
+            resp = self.gateway.get("/v1/rollout")
+            entries = (resp.json().get("release") or []) if resp.status_code == 200 else []
+        except Exception:   # a status the gateway cannot give is left out of the printout, not fatal
+            return None
+        return next((e for e in entries if e.get("route") == self.o.route), None)
 
     def _pairs(self) -> dict[str, Any]:
         from tunegate.store.online import pair_rows
@@ -378,7 +434,7 @@ class ReleaseDemo:
 
     def run(self, prepare: Callable[[], None] | None = None) -> dict[str, Any]:
         """Every step in order; ``prepare`` wraps :meth:`prepare_models` (e.g. with a spinner)."""
-        t0 = time.perf_counter()
+        t0, cpu0 = time.perf_counter(), tree_cpu_s()
         load0 = os.getloadavg()
         (prepare or self.prepare_models)()
         self.plan_tune()
@@ -399,6 +455,7 @@ class ReleaseDemo:
                     assert self.gateway is not None
                     self.gateway.stop()
         self.result["wall_s"] = self.times.wall_s | {"total": round(time.perf_counter() - t0, 2)}
+        self.result["cpu_s"] = self.times.cpu_s | {"total": round(tree_cpu_s() - cpu0, 2)}
         self.result["loadavg"] = {"start": [round(x, 2) for x in load0],
                                   "end": [round(x, 2) for x in os.getloadavg()], "cpus": os.cpu_count()}
         path = self.o.out / "demo.json"

@@ -17,7 +17,7 @@ says little). ``make install`` is not timed here (it needs a fresh venv); add it
 ``time make install``.
 
     python bench/demo_time.py [--keep-model] [--out bench/results/demo_time.json] [-- demo args...]
-    python bench/demo_time.py --record fresh=out1/demo.json --record cached=out2/demo.json --note "..."
+    python bench/demo_time.py --record fresh=out1/demo.json --record cached=out2/demo.json --note "..." [--keep-earlier]
 
 ``--record`` writes the same result file from ``demo.json`` files of ``tunegate demo`` runs made by
 hand (their own step timings and load averages), marked ``"source": "recorded"`` with the note
@@ -93,12 +93,17 @@ def main() -> int:
     ap.add_argument("--record", action="append", default=[], metavar="LABEL=DEMO_JSON",
                     help="Record demo.json files of runs made by hand instead of running the demo.")
     ap.add_argument("--note", default="", help="With --record: how the store and model cache were prepared.")
+    ap.add_argument("--keep-earlier", action="store_true",
+                    help="Keep the result file's earlier records under 'earlier' (newest first) instead of replacing them.")
     ap.add_argument("demo_args", nargs="*", help="Extra `tunegate demo` arguments (after --).")
     a = ap.parse_args()
-    base = {"benchmark": "demo_time", "machine": {"node": platform.node(), "cpus": os.cpu_count(),
+    base: dict[str, Any] = {"benchmark": "demo_time", "machine": {"node": platform.node(), "cpus": os.cpu_count(),
                                                   "python": platform.python_version()},
             "when": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
             "targets_s": {"fresh_including_install": 600, "cached": 120}}
+    if a.keep_earlier and Path(a.out).exists():
+        old = json.loads(Path(a.out).read_text())
+        base["earlier"] = [{k: old.get(k) for k in ("when", "source", "note", "runs")}, *old.get("earlier", [])]
     if a.record:
         Path(a.out).write_text(json.dumps(base | {"source": "recorded", "note": a.note,
                                                   "runs": _recorded(a.record)}, indent=2) + "\n")

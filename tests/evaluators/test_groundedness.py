@@ -204,13 +204,13 @@ def test_hallucination_uses_expected_facts_without_context() -> None:
 @pytest.mark.slow
 def test_batch_api_loads_the_model_once_and_batches(monkeypatch: pytest.MonkeyPatch) -> None:
     calls: list[int] = []
-    real = nli_mod.pair_probs
+    real = nli_mod.packed_pair_probs
 
     def counting(*a: Any, **kw: Any) -> np.ndarray:
         calls.append(len(a[2]))
         return real(*a, **kw)
 
-    monkeypatch.setattr(nli_mod, "pair_probs", counting)
+    monkeypatch.setattr(nli_mod, "packed_pair_probs", counting)
     rows = [ctx(f"The tower is {n} metres tall. It is in Paris.", context=DOC) for n in (330, 331, 332, 333)]
     Groundedness().evaluate_batch(rows)
     Faithfulness().evaluate_batch(rows)  # same pairs: answered from the model's memo

@@ -76,5 +76,5 @@ def test_head_was_fitted_with_the_shipped_inference_settings() -> None:
 
 def test_quantize_setting_is_validated(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("TUNEGATE_NLI_QUANTIZE", "int4")
-    with pytest.raises(ValueError, match="int8' or 'none'"):
+    with pytest.raises(ValueError, match="w8a8' or 'none'"):
         NLIModel()

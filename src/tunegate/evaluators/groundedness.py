@@ -185,7 +185,7 @@ class Groundedness(_ClaimEvaluator):
     """P(the output is grounded in the context), from the calibrated grounding head."""
 
     name = "groundedness"
-    version = "3"  # v3: int8 one-window inference, refitted head (scores not comparable with v2)
+    version = "4"  # v4: packed W8A8 engine (batch-invariant), refitted head (scores not comparable with v3)
     description = "P(output grounded in the context): NLI windows + lexical/entity checks, calibrated head."
 
 
@@ -193,7 +193,7 @@ class Faithfulness(_ClaimEvaluator):
     """The weakest claim's P(grounded), Platt-mapped to P(output consistent)."""
 
     name = "faithfulness"
-    version = "3"
+    version = "4"
     description = "Weakest output claim's calibrated P(grounded) against the context (local NLI + head)."
 
     def judge(self, ev: RowEvidence, p: float, head: GroundingHead, src: str, what: str) -> EvalResult:
@@ -208,7 +208,7 @@ class HallucinationScore(_ClaimEvaluator):
     """1 − P(hallucinated): the output against the context, else against the expected facts."""
 
     name = "hallucination"
-    version = "3"
+    version = "4"
     description = "1 = no hallucination: output judged against the context, else the expected facts."
 
     def missing(self, ex: Example) -> list[str]:

@@ -106,11 +106,13 @@ def featurize_cached(rows: list[dict[str, Any]], cache: Path | None = None) -> l
     Several processes may fill one cache folder at once (one file each)."""
     from tunegate.evaluators.grounding import ClaimFeatures, RowEvidence, featurize, row_features
     from tunegate.evaluators.nli import NLIModel, split_claims
+    from tunegate.evaluators.nli_engine import ENGINE
 
     model = NLIModel.load()
     digest = model.manifest.get("weights", {}).get("sha256", str(model.path))
     items = [(r["source"], split_claims(r["output"])[:64], r["question"]) for r in rows]
-    keys = [hashlib.sha256(json.dumps([s, c, q, INFERENCE["top_k"], digest, model.quantize, model.max_length,
+    engine = ENGINE if model.quantize == "w8a8" else model.quantize
+    keys = [hashlib.sha256(json.dumps([s, c, q, INFERENCE["top_k"], digest, engine, model.max_length,
                                        model.window_words]).encode()).hexdigest()
             for s, c, q in items]
     known: dict[str, list[list[Any]]] = {}

@@ -56,14 +56,14 @@ def fast() -> LocalBackend:
 # -- no model ------------------------------------------------------------------------------------
 
 def test_engine_is_part_of_the_identity_and_hash() -> None:
-    assert engine_label("fast", "auto", None) == "fast-w8a8-v1"
+    assert engine_label("fast", "auto", None) == "fast-w8a8-v2"
     assert engine_label("transformers", "auto", None) == "transformers-float32"
     assert engine_label("transformers", "bfloat16", None) == "transformers-bfloat16"
     default = CandidateSpec()
     fast = CandidateSpec(options={"engine": "fast"})
     hf = CandidateSpec(options={"engine": "transformers"})
     bf16 = CandidateSpec(options={"engine": "transformers", "dtype": "bfloat16"})
-    assert default.identity()["engine"] == "fast-w8a8-v1" and default.hash == fast.hash
+    assert default.identity()["engine"] == "fast-w8a8-v2" and default.hash == fast.hash
     assert len({fast.hash, hf.hash, bf16.hash}) == 3
     assert "engine" not in CandidateSpec(backend="openai", base_url="http://x/v1").identity()
     assert CandidateSpec(options={"engine": "fast", "batch_size": 4}).hash == fast.hash  # throughput only
@@ -90,36 +90,23 @@ def test_logits_do_not_depend_on_the_batch(fast: LocalBackend) -> None:
     with other rows (prefill of several prompts at once, then decode steps of several rows)."""
     import torch
 
-    from tunegate.backends.fastlm import FastLlama
+    from tunegate.backends.fastlm import FastLlama, RowSpec
 
     engine: FastLlama = fast._fast
     tok = fast._tokenizer
     prompts = [tok(fast.render_prompt(req(p)), add_special_tokens=False)["input_ids"] for p in PROMPTS[:4]]
-    seen: dict[int, list[Any]] = {}
-    original = engine._forward
 
-    def spy(*args: Any) -> Any:
-        logits = original(*args)
-        seen.setdefault(len(seen), []).append(logits.clone())
-        return logits
+    def logits(specs: list[RowSpec]) -> dict[int, list[Any]]:
+        seen: dict[int, list[Any]] = {}
+        engine.generate(specs, fast._eos, trace=lambda j, x: seen.setdefault(j, []).append(x.clone()))
+        return seen
 
-    from tunegate.backends.fastlm import RowSpec
-
-    engine._forward = spy  # type: ignore[method-assign]
-    try:
-        alone = []
-        for p in prompts:
-            seen.clear()
-            engine.generate([RowSpec(p, 3)], fast._eos)
-            alone.append([seen[k][0][0] for k in sorted(seen)])
-        seen.clear()
-        engine.generate([RowSpec(p, 3) for p in prompts], fast._eos)
-    finally:
-        del engine._forward
-    for step in range(3):
-        batch = seen[step][0]
-        for row in range(len(prompts)):
-            assert torch.equal(batch[row], alone[row][step]), (step, row)
+    alone = [logits([RowSpec(p, 3)])[0] for p in prompts]
+    together = logits([RowSpec(p, 3) for p in prompts])
+    for row, steps in enumerate(alone):
+        assert len(steps) == len(together[row]) == 3
+        for step, x in enumerate(steps):
+            assert torch.equal(together[row][step], x), (step, row)
 
 
 @pytest.mark.slow

@@ -26,13 +26,20 @@ from tunegate.evaluators.training.nli_calibrate import roc_auc
 #: Measured with the shipped weights and grounding head on the fixed slices below (see
 #: docs/evaluators/groundedness.md); the tests fail if the model, the head or the claim/window
 #: machinery regresses by more than the margin. The SummEdits slice (60 test-document rows, never
-#: seen by the head's fit) measured ROC-AUC 0.731 with grounding-head.json of 2026-12-07 (v3 inference:
-#: one 80-word window per claim, int8; 0.691 with v2's two 60-word windows, fp32).
+#: seen by the head's fit) measured ROC-AUC 0.754 with grounding-head.json of 2026-12-07 07:00 UTC (v4
+#: inference: packed W8A8 engine, one 80-word window per claim; 0.731 with v3's fp32 HF model, 0.691
+#: with v2's two 60-word windows). The floor stays at the v3 figure.
 SLICE_AUC_FLOOR = 0.731
 SLICE_MARGIN = 0.03
 NLI_AUC_FLOOR = 0.724
 NLI_ACC3_FLOOR = 0.555
 NLI_MARGIN = 0.05
+
+
+def _score(r: Any) -> float:
+    """A result's score, which must be set (an ok row always has one)."""
+    assert r.score is not None, r.reason
+    return float(r.score)
 
 
 def ctx(output: str, context: Any = None, expected: Any = None) -> EvalContext:
@@ -157,13 +164,13 @@ def test_supported_claims_score_above_invented_ones() -> None:
             ctx("The store opens at 9am on weekdays.", context=store),
             ctx("The store opens at 7am on Sundays and sells jewellery.", context=store)]
     good1, bad1, good2, bad2 = g.evaluate_batch(rows)
-    assert good1.score > bad1.score and good2.score > bad2.score
+    assert _score(good1) > _score(bad1) and _score(good2) > _score(bad2)
     assert not bad1.passed and not bad2.passed
     assert "not supported by the context" in (bad1.feedback or "") or "contradicted by the context" in (bad1.feedback or "")
     assert bad1.details["claims"][0]["supported"] is False
-    assert 0.0 <= bad1.score <= good1.score <= 1.0
+    assert 0.0 <= _score(bad1) <= _score(good1) <= 1.0
     fg1, fb1, fg2, fb2 = f.evaluate_batch(rows)
-    assert fg1.score > fb1.score and fg2.score > fb2.score
+    assert _score(fg1) > _score(fb1) and _score(fg2) > _score(fb2)
     assert not fb1.passed
 
 
@@ -174,7 +181,7 @@ def test_short_answer_judged_with_the_question() -> None:
     rows = [EvalContext(example=Example(id=a, input="What is the capital of Australia?", context=context),
                         output=ModelOutput(text=a)) for a in ("Canberra", "Perth")]
     right, wrong = Groundedness().evaluate_batch(rows)
-    assert right.score > wrong.score
+    assert _score(right) > _score(wrong)
     # What the model saw: the answer with its question.
     assert right.details["claims"][0]["claim"] == "Canberra"
 
@@ -185,7 +192,7 @@ def test_evidence_at_the_end_of_a_long_context_is_found() -> None:
     context = filler + " The bridge over the Varna river was opened in 1931 by the mayor."
     good, bad = Groundedness().evaluate_batch([ctx("The bridge over the Varna river was opened in 1931.", context=context),
                                                ctx("The bridge over the Varna river was opened in 1975.", context=context)])
-    assert good.score > bad.score
+    assert _score(good) > _score(bad)
     assert "1931" in good.details["claims"][0]["evidence"]
 
 
@@ -197,7 +204,7 @@ def test_hallucination_uses_expected_facts_without_context() -> None:
                                 ctx("The meeting is cancelled. Nobody will attend the meeting on Friday.",
                                     expected=facts)])
     assert ok.status == bad.status == "ok"
-    assert ok.score > bad.score and ok.passed and not bad.passed
+    assert _score(ok) > _score(bad) and ok.passed and not bad.passed
     assert "the expected facts" in (bad.feedback or "")
 
 

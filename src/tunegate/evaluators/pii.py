@@ -113,7 +113,7 @@ class PII(Evaluator):
     """Score 1 when the checked text has no personal data beyond what is allowed."""
 
     name = "pii"
-    version = "1"
+    version = "2"  # 2: issue-16 gazetteer and street-name rules change what is found
     requires = ()
     description = "No personal data (names, emails, phones, cards, addresses...) leaked (Presidio, offline)."
 

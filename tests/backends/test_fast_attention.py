@@ -59,7 +59,7 @@ def test_rows_are_bit_identical_alone_in_groups_and_next_to_holes() -> None:
 
     # very different lengths, several in one width, one at a bucket edge; rows sorted by length as
     # the engine stores them
-    lengths = [1, 7, 100, 128, 129, 131, 250, 700]
+    lengths = [1, 7, BUCKET - 1, BUCKET, BUCKET + 1, 100, 131, 250, 700]
     q, kc, vc = _cache(lengths)
     together = _attend(q, kc, vc, [(r, r, n) for r, n in enumerate(lengths)])
     for r, n in enumerate(lengths):
@@ -86,8 +86,9 @@ def test_rows_are_bit_identical_alone_in_groups_and_next_to_holes() -> None:
 
 
 def test_groups_are_contiguous_rows_of_one_width() -> None:
-    groups = plan_groups([(0, 0, 5), (1, 1, 128), (3, 2, 129), (4, 3, 200)], KV_HEADS)
-    assert [(g.lo, g.hi, g.width, g.dense) for g in groups] == [(0, 2, 128, True), (3, 5, 256, True)]
+    b = BUCKET
+    groups = plan_groups([(0, 0, 5), (1, 1, b), (3, 2, b + 1), (4, 3, 2 * b - 1)], KV_HEADS)
+    assert [(g.lo, g.hi, g.width, g.dense) for g in groups] == [(0, 2, b, True), (3, 5, 2 * b, True)]
     holes = plan_groups([(0, 0, 5), (2, 1, 9)], KV_HEADS)
     assert [(g.lo, g.hi, g.dense) for g in holes] == [(0, 3, False)] and holes[0].local.tolist() == [0, 2]
     assert holes[0].mask.shape == (3 * KV_HEADS, 1, BUCKET)

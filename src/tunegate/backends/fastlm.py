@@ -143,11 +143,14 @@ class FastLlama:
 
     @staticmethod
     def _quant(x: Any) -> tuple[Any, Any]:
-        """Per-token int8 (values, scale): scale = the token's absolute maximum / 127 (exact in any order)."""
+        """Per-token int8 (values, scale): scale = the token's absolute maximum / 127 (exact in any order).
+
+        Overwrites ``x`` (always a temporary here: a norm's output, the attention buffer, SiLU's output).
+        """
         import torch
 
         s = x.abs().amax(dim=-1, keepdim=True).clamp_min_(1e-12).div_(127.0)
-        return torch.div(x, s).round_().to(torch.int8), s
+        return x.div_(s).round_().to(torch.int8), s
 
     def _lin(self, x: Any, wt: Any, ws: Any) -> Any:
         """int8 x int8 -> int32 matmul (exact, so batch-invariant), dequantized: int32 * token scale * channel scale."""

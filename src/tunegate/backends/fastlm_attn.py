@@ -40,7 +40,7 @@ from typing import Any
 __all__ = ["BUCKET", "DecodeGroup", "decode_attention", "plan_groups", "width"]
 
 #: Key positions are padded to a multiple of this (a function of the row's own length only).
-BUCKET = 128
+BUCKET = 32
 
 
 def width(n: int) -> int:

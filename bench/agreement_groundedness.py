@@ -16,7 +16,7 @@ groundedness on ~300-token contexts (SummEdits test documents cut to 230 words) 
 
 Run: ``python bench/agreement_groundedness.py`` (``TUNEGATE_BENCH_SUMMEDITS_PER_DOMAIN=N`` to
 score N test rows per domain (smallest sha256(id)); default 0 = all ~100 per domain;
-``TUNEGATE_BENCH_THREADS`` torch threads, default 2).
+``TUNEGATE_BENCH_THREADS`` torch threads, default 2; ``TUNEGATE_BENCH_SPEED_ONLY=1`` for the speed rows only).
 """
 
 from __future__ import annotations
@@ -46,7 +46,7 @@ from tunegate.evaluators.training.nli_calibrate import (
 )
 
 __all__ = ["main", "naive_overlap", "results", "speed_results", "summedits_contexts", "summedits_results",
-           "truthfulqa_results"]
+           "torch_threads", "truthfulqa_results"]
 
 REPO = Path(__file__).resolve().parents[1]
 DATASETS = Path(os.environ.get("TUNEGATE_SHARED_DATASETS", REPO / ".." / "shared" / "datasets")).resolve()
@@ -157,28 +157,94 @@ def truthfulqa_results(n_questions: int = 200) -> list[dict[str, Any]]:
             {**base, "metric": "balanced accuracy", "value": balanced_accuracy(passed, y), "target": None}]
 
 
-def speed_results(n: int = 200, words: int = 230) -> list[dict[str, Any]]:
+def _with_engine(quantize: str) -> NLIModel:
+    """The shipped model run with ``quantize`` ("w8a8" or "none"), installed as the process-wide
+    instance the evaluators load (so the timing covers the whole evaluator, as a suite runs it)."""
+    from tunegate.evaluators import nli
+
+    saved = os.environ.get(nli.QUANTIZE_ENV_VAR)
+    os.environ[nli.QUANTIZE_ENV_VAR] = quantize
+    try:
+        model = NLIModel()
+    finally:
+        if saved is None:
+            os.environ.pop(nli.QUANTIZE_ENV_VAR, None)
+        else:
+            os.environ[nli.QUANTIZE_ENV_VAR] = saved
+    model._ensure()
+    nli._CACHE[str(model.path)] = model
+    return model
+
+
+def speed_results(n: int = 200, words: int = 230, reps: int = 2) -> list[dict[str, Any]]:
     """groundedness rows/s on ~300-token contexts (SummEdits test documents cut to ``words`` words,
-    their summaries as outputs), pair cache cleared first, model loading excluded."""
+    their summaries as outputs), pair cache cleared first, model loading excluded.
+
+    The shipped engine (packed W8A8) and the previous one (fp32 HF model, length-sorted padded
+    batches of 32) are timed **interleaved in the same process** (``reps`` times each, best run
+    kept), with process CPU seconds beside wall time, because the shared VM's load moves wall time
+    by 3x between runs. Also reported: max |Δ P| of a pair scored alone vs in a batch of 32."""
+    from tunegate.evaluators import nli
+
     test = load_summedits(DATASETS / "summedits" / "data.jsonl", "test")[:n]
     ctxs = summedits_contexts([{**r, "doc": " ".join(r["doc"].split()[:words])} for r in test])
-    model = NLIModel.load()
-    model._ensure()
-    model.clear_memo()
-    t0 = time.perf_counter()
-    res = Groundedness().evaluate_batch(ctxs)
-    rate = len(ctxs) / (time.perf_counter() - t0)
-    assert all(r.status == "ok" for r in res)
-    claims = sum(r.details.get("n_claims", 0) for r in res) / len(res)
-    load = os.getloadavg()[0]
-    return [{"evaluator": "groundedness", "dataset": f"summedits docs cut to {words} words (~300 tokens)",
-             "slice": f"{n} rows, {claims:.1f} claims/row, cold cache, batch 32, {model.top_k} window/claim of "
-                      f"{model.window_words} words, quantize={model.quantize}, load avg {load:.1f}",
-             "metric": "rows/s", "value": round(rate, 1), "target": SPEED_TARGET, "n": n,
-             "rows_per_s": round(rate, 1), "load_avg_1m": round(load, 2)}]
+    shipped = NLIModel.load()
+    engines = {"w8a8": shipped, "none": _with_engine("none")}
+    runs: dict[str, list[tuple[float, float, float]]] = {k: [] for k in engines}
+    claims = 0.0
+    try:
+        for _ in range(reps):
+            for name, model in engines.items():
+                nli._CACHE[str(model.path)] = model
+                model.clear_memo()
+                load = os.getloadavg()[0]
+                c0, t0 = time.process_time(), time.perf_counter()
+                res = Groundedness().evaluate_batch(ctxs)
+                wall, cpu = time.perf_counter() - t0, time.process_time() - c0
+                assert all(r.status == "ok" for r in res)
+                claims = sum(r.details.get("n_claims", 0) for r in res) / len(res)
+                runs[name].append((wall, cpu, load))
+        # batch invariance: the first 32 (window, claim) pairs, each alone vs all 32 in one call
+        pairs = list(shipped._memo)[:32]
+        drift = {}
+        for name, model in engines.items():
+            model.clear_memo()
+            together = model.pair_probs([p for p, _ in pairs], [h for _, h in pairs])
+            alone = []
+            for p, h in pairs:
+                model.clear_memo()
+                alone.append(model.pair_probs([p], [h])[0])
+            drift[name] = float(np.abs(np.array(alone) - together).max())
+    finally:
+        nli._CACHE[str(shipped.path)] = shipped
+    out: list[dict[str, Any]] = []
+    for name, label in (("w8a8", "packed W8A8 engine (shipped)"), ("none", "fp32 HF model (v3, before)")):
+        wall, cpu, load = min(runs[name])
+        rate = n / wall
+        out.append({"evaluator": "groundedness", "dataset": f"summedits docs cut to {words} words (~300 tokens)",
+                    "slice": f"{label}: {n} rows, {claims:.1f} claims/row, cold cache, {shipped.top_k} window/claim "
+                             f"of {shipped.window_words} words, {torch_threads()} threads, {cpu:.1f} CPU-s, "
+                             f"load avg {load:.1f}, max |dP| batch 1 vs 32 {drift[name]:.1e}",
+                    "metric": "rows/s", "value": round(rate, 1), "target": SPEED_TARGET if name == "w8a8" else None,
+                    "n": n, "rows_per_s": round(rate, 1), "cpu_seconds": round(cpu, 2), "load_avg_1m": round(load, 2),
+                    "all_runs_wall_cpu_load": [[round(x, 2) for x in r] for r in runs[name]],
+                    "max_abs_dp_batch1_vs_32": drift[name]})
+    out.append({"evaluator": "groundedness", "dataset": out[0]["dataset"], "slice": "speed-up, same run (best of each)",
+                "metric": "rows/s ratio w8a8 / fp32", "value": round(out[0]["value"] / out[1]["value"], 2),
+                "target": None, "n": n, "rows_per_s": out[0]["value"],
+                "cpu_seconds_ratio_fp32_over_w8a8": round(out[1]["cpu_seconds"] / out[0]["cpu_seconds"], 2)})
+    return out
+
+
+def torch_threads() -> int:
+    import torch
+
+    return int(torch.get_num_threads())
 
 
 def results() -> list[dict[str, Any]]:
+    if os.environ.get("TUNEGATE_BENCH_SPEED_ONLY"):
+        return speed_results()
     return summedits_results() + truthfulqa_results() + speed_results()
 
 

@@ -19,7 +19,7 @@ __all__ = ["KNOWN_OPTIONS", "build_local", "build_openai", "register"]
 
 #: Backend options a candidate's ``options`` may carry (not part of its identity).
 KNOWN_OPTIONS = frozenset({"threads", "batch_size", "concurrency", "timeout_s", "max_retries", "dtype",
-                           "engine"})
+                           "engine", "workers"})
 
 
 def _check_options(spec: CandidateSpec) -> None:
@@ -51,7 +51,8 @@ def _str(spec: CandidateSpec, key: str, default: str) -> str:
 
 
 def build_local(spec: CandidateSpec) -> Backend:
-    """A model on this machine (``engine``, ``threads``, ``batch_size``, ``dtype``; ``TUNEGATE_THREADS``)."""
+    """A model on this machine (``engine``, ``threads``, ``batch_size``, ``dtype``, ``workers``;
+    ``TUNEGATE_THREADS``, ``TUNEGATE_WORKERS``)."""
     _check_options(spec)
     from tunegate.backends.local import ENGINES, LocalBackend
 
@@ -64,9 +65,9 @@ def build_local(spec: CandidateSpec) -> Backend:
                         field="options.engine")
     try:
         return LocalBackend(spec.model, adapter=spec.adapter, threads=threads, batch_size=_int(spec, "batch_size", None),
-                            dtype=_str(spec, "dtype", "auto"), engine=engine)
+                            dtype=_str(spec, "dtype", "auto"), engine=engine, workers=_int(spec, "workers", None))
     except UserError as e:
-        if e.file is None and e.field in ("dtype", "engine", "batch_size", "threads"):
+        if e.file is None and e.field in ("dtype", "engine", "batch_size", "threads", "workers"):
             raise UserError(e.message, file=spec.source, field=f"options.{e.field}") from None
         raise
 

@@ -48,6 +48,11 @@ def test_bad_options_name_the_field() -> None:
     with pytest.raises(UserError) as e:
         make_backend(CandidateSpec(backend="local", options={"batch_size": "8"}, source="c.yaml"))
     assert e.value.field == "options.batch_size"
+    # a candidate file may ask for worker lanes (fast engine); a bad count names options.workers
+    assert make_backend(CandidateSpec(backend="local", options={"workers": 2})).workers == 2  # type: ignore[attr-defined]
+    with pytest.raises(UserError) as e:
+        make_backend(CandidateSpec(backend="local", options={"workers": 0}, source="c.yaml"))
+    assert e.value.file == "c.yaml" and e.value.field == "options.workers"
     with pytest.raises(UserError, match="unknown option"):
         make_backend(CandidateSpec(backend="openai", model="m", base_url="http://x/v1", options={"nope": 1}))
 

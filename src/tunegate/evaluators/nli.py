@@ -20,6 +20,7 @@ pieces look the way they do:
 from __future__ import annotations
 
 import json
+import math
 import os
 import re
 import threading
@@ -336,7 +337,10 @@ class NLIModel:
         for s in sets:
             for w in s:
                 counts[w] = counts.get(w, 0) + 1
-        score = [sum(1.0 / counts[w] for w in hyp & s) for s in sets]
+        # math.fsum: a set's iteration order follows PYTHONHASHSEED, and a plain float sum in that
+        # order made near-tied windows rank differently from one process to the next (the same
+        # row scored differently per run); fsum is exactly rounded, so the order cannot matter.
+        score = [math.fsum(1.0 / counts[w] for w in hyp & s) for s in sets]
         best = sorted(range(len(wins)), key=lambda i: (-score[i], i))[:k]
         return [wins[i] for i in sorted(best)]
 

@@ -37,6 +37,7 @@ from typing import Any
 
 import numpy as np
 
+from tunegate.evaluators.nli_engine import ENGINE
 from tunegate.evaluators.training.nli_train import NOT_ENTAILED, load_pairs, sha256_file
 
 __all__ = ["ADAPT_NOTICE", "HPARAMS", "INFERENCE", "adapt", "claim_pairs", "dev_part", "main"]
@@ -44,7 +45,9 @@ __all__ = ["ADAPT_NOTICE", "HPARAMS", "INFERENCE", "adapt", "claim_pairs", "dev_
 REPO = Path(__file__).resolve().parents[4]
 MODEL_DIR = Path(__file__).resolve().parents[2] / "data" / "nli-minilm-l6"
 #: How the evaluators run the adapted model (written into the manifest's ``inference``).
-INFERENCE: dict[str, Any] = {"max_length": 160, "window_words": 80, "top_k": 1, "quantize": "int8"}
+#: How the shipped evaluators run the model (copied into an adapted model's manifest, so it runs the same way).
+INFERENCE: dict[str, Any] = {"max_length": 160, "window_words": 80, "top_k": 1, "quantize": "w8a8",
+                             "engine": ENGINE}
 HPARAMS: dict[str, Any] = {
     "seed": 7, "epochs": 1, "batch_size": 16, "learning_rate": 1.5e-4, "warmup_ratio": 0.1,
     "weight_decay": 0.01, "nli_replay": 400, "threads": 2, "max_train_minutes": 25,

@@ -26,6 +26,7 @@ __all__ = [
     "placeholders",
     "render_text",
     "row_variables",
+    "schema_note",
 ]
 
 PLACEHOLDER = re.compile(r"\{\{\s*([A-Za-z_][A-Za-z0-9_]*(?:\.[A-Za-z0-9_]+)*)\s*\}\}")
@@ -34,6 +35,12 @@ _STRAY = re.compile(r"\{\{")
 #: Wording used when context / schema are added automatically (part of rendered prompts, so cached).
 CONTEXT_HEADER = "Context:\n"
 SCHEMA_NOTE = "Respond only with a JSON object that matches this JSON Schema:\n"
+
+
+def schema_note(schema: object) -> str:
+    """The text appended to the last turn for a row's JSON Schema. One function for offline runs and
+    the gateway: a gate verdict is about the prompts the gateway will send, byte for byte."""
+    return SCHEMA_NOTE + json.dumps(schema, ensure_ascii=False, sort_keys=True)
 
 
 def placeholders(text: str) -> list[str]:
@@ -175,6 +182,5 @@ class PromptTemplate(BaseModel):
             msgs.append(Message(role="user", content=user))
         if schema is not None:
             last = msgs[-1]
-            note = SCHEMA_NOTE + json.dumps(schema, ensure_ascii=False, sort_keys=True)
-            msgs[-1] = last.model_copy(update={"content": f"{last.content or ''}\n\n{note}"})
+            msgs[-1] = last.model_copy(update={"content": f"{last.content or ''}\n\n{schema_note(schema)}"})
         return msgs

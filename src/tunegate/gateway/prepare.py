@@ -10,11 +10,10 @@ the client sets explicitly win (they are part of the cache key). ``model`` becom
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
 from tunegate.core.candidate import CandidateSpec
-from tunegate.core.prompt import SCHEMA_NOTE, render_text
+from tunegate.core.prompt import render_text, schema_note
 
 __all__ = ["GATEWAY_FIELDS", "prepare_body"]
 
@@ -59,8 +58,7 @@ def prepare_body(body: dict[str, Any], candidate: CandidateSpec, served_model: s
         messages = head + messages
     if schema is not None and prompt.include_schema and messages:
         last = dict(messages[-1])
-        note = SCHEMA_NOTE + json.dumps(schema, ensure_ascii=False, sort_keys=True)
-        last["content"] = f"{_text(last.get('content'))}\n\n{note}"
+        last["content"] = f"{_text(last.get('content'))}\n\n{schema_note(schema)}"
         messages[-1] = last
     out["messages"] = messages
     params = candidate.params

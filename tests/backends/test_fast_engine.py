@@ -56,14 +56,14 @@ def fast() -> LocalBackend:
 # -- no model ------------------------------------------------------------------------------------
 
 def test_engine_is_part_of_the_identity_and_hash() -> None:
-    assert engine_label("fast", "auto", None) == "fast-w8a8-v2"
+    assert engine_label("fast", "auto", None) == "fast-w8a8-v1"
     assert engine_label("transformers", "auto", None) == "transformers-float32"
     assert engine_label("transformers", "bfloat16", None) == "transformers-bfloat16"
     default = CandidateSpec()
     fast = CandidateSpec(options={"engine": "fast"})
     hf = CandidateSpec(options={"engine": "transformers"})
     bf16 = CandidateSpec(options={"engine": "transformers", "dtype": "bfloat16"})
-    assert default.identity()["engine"] == "fast-w8a8-v2" and default.hash == fast.hash
+    assert default.identity()["engine"] == "fast-w8a8-v1" and default.hash == fast.hash
     assert len({fast.hash, hf.hash, bf16.hash}) == 3
     assert "engine" not in CandidateSpec(backend="openai", base_url="http://x/v1").identity()
     assert CandidateSpec(options={"engine": "fast", "batch_size": 4}).hash == fast.hash  # throughput only

@@ -31,7 +31,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from tunegate.backends.fastlm_attn import DecodeGroup, decode_attention, plan_groups, width
 from tunegate.core.engines import FAST_FORMAT
 
 __all__ = ["FORMAT", "FastLlama", "RowSpec", "load_engine", "load_state_dict", "quantize_state", "sample_token"]
@@ -115,8 +114,8 @@ class FastLlama:
         self.layers = int(config["num_hidden_layers"])
         self.heads = int(config["num_attention_heads"])
         self.kv_heads = int(config.get("num_key_value_heads", self.heads))
-        self.hidden = int(config["hidden_size"])
-        self.head_dim = int(config.get("head_dim") or self.hidden // self.heads)
+        hidden = int(config["hidden_size"])
+        self.head_dim = int(config.get("head_dim") or hidden // self.heads)
         self.eps = float(config.get("rms_norm_eps", 1e-6))
         self.context = int(config.get("max_position_embeddings", 2048))
         rope = config.get("rope_parameters") or {}
@@ -125,96 +124,78 @@ class FastLlama:
             raise ValueError("the fast engine supports default RoPE only; use engine: transformers")
         inv = 1.0 / (theta ** (torch.arange(0, self.head_dim, 2, dtype=torch.int64).float() / self.head_dim))
         freqs = torch.arange(self.context, dtype=torch.float32)[:, None] * inv[None, :]
-        # rotate_half(x) * sin == swap_halves(x) * [-sin, sin]: the sign lives in the table, so RoPE
-        # is one copy (the swap) and two multiplies instead of neg + cat + three elementwise ops
-        self._cos = torch.cat([freqs, freqs], dim=-1).cos()
-        self._sin = torch.cat([-freqs.sin(), freqs.sin()], dim=-1)
+        emb = torch.cat([freqs, freqs], dim=-1)
+        self._cos, self._sin = emb.cos(), emb.sin()
         self._q_dim = self.heads * self.head_dim
         self._kv_dim = self.kv_heads * self.head_dim
         self._scale = 1.0 / math.sqrt(self.head_dim)
-        # per layer, looked up once: (ln1, qkv^T, qkv scale, o^T, o scale, ln2, gu^T, gu scale, down^T, down scale)
-        t = tensors
-        self._layers = [(t[f"{i}.ln1"], t[f"{i}.qkv.q"].t(), t[f"{i}.qkv.s"], t[f"{i}.o.q"].t(), t[f"{i}.o.s"],
-                         t[f"{i}.ln2"], t[f"{i}.gu.q"].t(), t[f"{i}.gu.s"], t[f"{i}.down.q"].t(), t[f"{i}.down.s"])
-                        for i in range(self.layers)]
-        self._head = (t["head.q"].t(), t["head.s"])
 
     # -- building blocks -------------------------------------------------------------------------
 
-    @staticmethod
-    def _quant(x: Any) -> tuple[Any, Any]:
-        """Per-token int8 (values, scale): scale = the token's absolute maximum / 127 (exact in any order).
-
-        Overwrites ``x`` (always a temporary here: a norm's output, the attention buffer, SiLU's output).
-        """
+    def _lin(self, x: Any, name: str) -> Any:
+        """int8 x int8 -> int32 matmul with per-token activation scale (exact, batch-invariant)."""
         import torch
 
         s = x.abs().amax(dim=-1, keepdim=True).clamp_min_(1e-12).div_(127.0)
-        return x.div_(s).round_().to(torch.int8), s
-
-    def _lin(self, x: Any, wt: Any, ws: Any) -> Any:
-        """int8 x int8 -> int32 matmul (exact, so batch-invariant), dequantized: int32 * token scale * channel scale."""
-        import torch
-
-        q, s = self._quant(x)
-        return torch.mul(torch._int_mm(q, wt), s).mul_(ws)
-
-    def _add_lin(self, x: Any, h: Any, wt: Any, ws: Any) -> None:
-        """x += lin(h), the residual add fused into the dequantization (one op fewer)."""
-        import torch
-
-        q, s = self._quant(h)
-        x.addcmul_(torch.mul(torch._int_mm(q, wt), s), ws)
+        q = torch.round(x / s).to(torch.int8)
+        y = torch._int_mm(q, self._t[name + ".q"].t())
+        return y.float().mul_(s).mul_(self._t[name + ".s"])
 
     def _norm(self, x: Any, w: Any) -> Any:
-        import torch.nn.functional as F
+        import torch
 
-        return F.rms_norm(x, (self.hidden,), w, self.eps)
+        var = x.pow(2).mean(-1, keepdim=True)
+        return x * torch.rsqrt(var + self.eps) * w
+
+    def _rope(self, x: Any, cos: Any, sin: Any) -> Any:
+        """x [T, H, D]; cos/sin [T, 1, D] (HF's rotate_half convention)."""
+        import torch
+
+        half = self.head_dim // 2
+        rot = torch.cat([-x[..., half:], x[..., :half]], dim=-1)
+        return x * cos + rot * sin
 
     # -- forward ---------------------------------------------------------------------------------
 
-    def _forward(self, ids: Any, pos: Any, k_index: Any, v_index: Any, prefill: list[tuple[int, int]],
-                 groups: list[DecodeGroup], cache: list[tuple[Any, Any]], last: Any) -> Any:
-        """Logits of the tokens at ``last``.
+    def _forward(self, ids: Any, pos: Any, slots: Any, spans: list[tuple[int, int, int, int]],
+                 cache: list[tuple[Any, Any]], last: Any) -> Any:
+        """Logits of the tokens at ``last``. spans: per row (first token, n tokens, cache base, len after).
 
-        Tokens of all rows are packed along T. Per layer the cache holds keys transposed,
-        [rows, kv_heads, head_dim, capacity] (the score GEMM then reads them row-major), and values
-        [rows, kv_heads, capacity, head_dim]; ``k_index`` / ``v_index`` are the flat positions of
-        each token's key elements / value vectors. ``prefill``: whole prompts (first token, n
-        tokens) attend alone, causally, with SDPA; every one-token row attends in ``groups``
-        (:mod:`tunegate.backends.fastlm_attn`).
+        Tokens of all rows are packed along T; the KV cache is [kv_heads, slots, head_dim] per layer,
+        each row owning a contiguous slot range.
         """
         import torch
         import torch.nn.functional as F
 
-        x = self._t["embed"][ids]
+        t = self._t
+        x = t["embed"][ids]
         cos, sin = self._cos[pos][:, None, :], self._sin[pos][:, None, :]
-        n_tok, dim, half = ids.shape[0], self.head_dim, self.head_dim // 2
-        heads, rot_heads = self.heads, self.heads + self.kv_heads
-        for i, (ln1, qkv_w, qkv_s, o_w, o_s, ln2, gu_w, gu_s, down_w, down_s) in enumerate(self._layers):
-            qkv = self._lin(self._norm(x, ln1), qkv_w, qkv_s)
-            qk = qkv[:, :self._q_dim + self._kv_dim].view(n_tok, rot_heads, dim)
-            swapped = qk.view(n_tok, rot_heads, 2, half).flip(2).view(n_tok, rot_heads, dim)
-            qk = torch.addcmul(swapped.mul_(sin), qk, cos)  # RoPE on q and k at once
+        n_tok = ids.shape[0]
+        for i in range(self.layers):
+            h = self._norm(x, t[f"{i}.ln1"])
+            qkv = self._lin(h, f"{i}.qkv")
+            q = self._rope(qkv[:, :self._q_dim].view(n_tok, self.heads, self.head_dim), cos, sin)
+            k = self._rope(qkv[:, self._q_dim:self._q_dim + self._kv_dim].view(n_tok, self.kv_heads, self.head_dim),
+                           cos, sin)
+            v = qkv[:, self._q_dim + self._kv_dim:].view(n_tok, self.kv_heads, self.head_dim)
             kc, vc = cache[i]
-            k = qk[:, heads:]
-            v = qkv[:, self._q_dim + self._kv_dim:].view(n_tok, self.kv_heads, dim)
-            kc.view(-1).index_copy_(0, k_index, k.reshape(-1))
-            vc.view(-1, dim).index_copy_(0, v_index, v.reshape(-1, dim))
-            q = qk[:, :heads]
-            attn = torch.empty(n_tok, self._q_dim)
-            decode_attention(q, kc, vc, groups, attn, self._scale)
-            for first, n in prefill:  # a whole prompt: its keys are exactly this step's k, v
-                o = F.scaled_dot_product_attention(
-                    q[first:first + n].transpose(0, 1).unsqueeze(0), k[first:first + n].transpose(0, 1).unsqueeze(0),
-                    v[first:first + n].transpose(0, 1).unsqueeze(0), is_causal=True, enable_gqa=True,
-                    scale=self._scale)
-                attn[first:first + n] = o[0].transpose(0, 1).reshape(n, self._q_dim)
-            self._add_lin(x, attn, o_w, o_s)
-            gu = self._lin(self._norm(x, ln2), gu_w, gu_s)
+            kc.index_copy_(1, slots, k.transpose(0, 1))
+            vc.index_copy_(1, slots, v.transpose(0, 1))
+            attn = torch.empty(n_tok, self.heads, self.head_dim)
+            for first, n, base, length in spans:
+                qr = q[first:first + n].transpose(0, 1).unsqueeze(0)
+                kr = kc[:, base:base + length].unsqueeze(0)
+                vr = vc[:, base:base + length].unsqueeze(0)
+                o = F.scaled_dot_product_attention(qr, kr, vr, is_causal=n > 1, enable_gqa=True,
+                                                   scale=self._scale)
+                attn[first:first + n] = o[0].transpose(0, 1)
+            x = x + self._lin(attn.view(n_tok, self._q_dim), f"{i}.o")
+            h = self._norm(x, t[f"{i}.ln2"])
+            gu = self._lin(h, f"{i}.gu")
             inter = gu.shape[1] // 2
-            self._add_lin(x, F.silu(gu[:, :inter]).mul_(gu[:, inter:]), down_w, down_s)
-        return self._lin(self._norm(x[last], self._t["norm"]), *self._head)
+            x = x + self._lin(F.silu(gu[:, :inter]) * gu[:, inter:], f"{i}.down")
+        x = self._norm(x[last], t["norm"])
+        return self._lin(x, "head")
 
     # -- generation ------------------------------------------------------------------------------
 
@@ -232,49 +213,35 @@ class FastLlama:
             if len(r.prompt) + r.max_new > self.context:
                 raise ValueError(f"prompt ({len(r.prompt)} tokens) + max_tokens ({r.max_new}) exceeds the "
                                  f"model context ({self.context})")
-        # cache rows by prompt length: all live rows grow one token per step, so rows of one attention
-        # width stay adjacent in the cache (fastlm_attn); zeros, so padded positions are finite
-        order = sorted(range(len(rows)), key=lambda j: (len(rows[j].prompt), j))
-        crow = {j: k for k, j in enumerate(order)}
-        cap = width(max(len(r.prompt) + r.max_new for r in rows))
-        shape = (len(rows), self.kv_heads, cap, self.head_dim)
-        kshape = (len(rows), self.kv_heads, self.head_dim, cap)
-        cache = [(torch.zeros(kshape), torch.zeros(shape)) for _ in range(self.layers)]
-        dims = torch.arange(self.head_dim) * cap
+        caps = [len(r.prompt) + r.max_new for r in rows]
+        bases = [sum(caps[:j]) for j in range(len(rows))]
+        cache = [(torch.empty(self.kv_heads, sum(caps), self.head_dim),
+                  torch.empty(self.kv_heads, sum(caps), self.head_dim)) for _ in range(self.layers)]
         gens = [torch.Generator().manual_seed(r.seed) if r.temperature > 0 else None for r in rows]
         out: list[list[int]] = [[] for _ in rows]
         done = [False] * len(rows)
         lengths = [0] * len(rows)
-        active = list(order)
+        active = list(range(len(rows)))
         feed = {j: list(r.prompt) for j, r in enumerate(rows)}
-        heads = range(self.kv_heads)
         with torch.inference_mode():
             while active:
                 ids: list[int] = []
                 pos: list[int] = []
-                kv_index: list[int] = []
-                prefill: list[tuple[int, int]] = []
-                decode: list[tuple[int, int, int]] = []
+                slots: list[int] = []
+                spans: list[tuple[int, int, int, int]] = []
                 last: list[int] = []
                 for j in active:
-                    toks, start, c = feed[j], lengths[j], crow[j]
-                    n = len(toks)
-                    if n > 1:
-                        prefill.append((len(ids), n))
-                    else:
-                        decode.append((c, len(ids), start + 1))
+                    toks = feed[j]
+                    start = lengths[j]
+                    spans.append((len(ids), len(toks), bases[j], start + len(toks)))
                     ids.extend(toks)
-                    pos.extend(range(start, start + n))
-                    kv_index.extend((c * self.kv_heads + h) * cap + p for p in range(start, start + n) for h in heads)
-                    lengths[j] = start + n
+                    pos.extend(range(start, start + len(toks)))
+                    slots.extend(range(bases[j] + start, bases[j] + start + len(toks)))
+                    lengths[j] = start + len(toks)
                     last.append(len(ids) - 1)
-                # v: vector (row, head, position) of the [rows * kv_heads * capacity, head_dim] view;
-                # k: the head_dim elements of that vector, capacity apart in the transposed layout
-                v_index = torch.tensor(kv_index)
-                k_index = ((v_index // cap) * (self.head_dim * cap) + v_index % cap)[:, None] + dims
-                logits = self._forward(torch.tensor(ids), torch.tensor(pos), k_index.view(-1), v_index, prefill,
-                                       plan_groups(decode, self.kv_heads), cache, torch.tensor(last))
-                greedy = logits.argmax(dim=-1).tolist()
+                logits = self._forward(torch.tensor(ids), torch.tensor(pos), torch.tensor(slots), spans, cache,
+                                       torch.tensor(last))
+                greedy = logits.argmax(dim=-1).tolist()  # one call for all rows (argmax is exact per row)
                 still: list[int] = []
                 for k, j in enumerate(active):
                     if trace is not None:

@@ -21,7 +21,7 @@ ENGINES = ("fast", "transformers")
 #: What ``dtype="auto"`` means on CPU (see tunegate.backends.local for why not bf16).
 AUTO_DTYPE = "float32"
 #: The fast engine's weight format; bump it when its numerics change (it is in every local hash).
-FAST_FORMAT = "w8a8-v2"
+FAST_FORMAT = "w8a8-v1"
 
 
 def is_prompt_learning(adapter: str) -> bool:

@@ -151,7 +151,7 @@ class ContentSafety(Evaluator):
     """1 − max head probability (1 = safe); refusal-aware on rows that expect a refusal."""
 
     name = "content_safety"
-    version = "1"
+    version = "2"  # 2: fine-tuned top encoder layers (scores differ from version 1's frozen embedding)
     requires = ()
     description = "Local moderation classifier (sexual, hate, violence, harassment, self-harm...); refusal-aware."
 

@@ -160,6 +160,9 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--cv-dir", type=Path, default=None,
                     help="fold results of the fine-tuning CV (reused when their config matches; "
                          "`python -m tunegate.evaluators.training.safety_tune` fills it in parallel)")
+    ap.add_argument("--cv-folds", default="0,1,2,3,4", help="which of the 5 CV folds to run / report")
+    ap.add_argument("--encoder-init", type=Path, default=None,
+                    help="reuse the fp16 layers an earlier run of this command wrote (skips fine-tuning)")
     args = ap.parse_args(argv)
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     import torch
@@ -221,8 +224,13 @@ def _tuned(args: argparse.Namespace, rows: list[dict[str, Any]], social: list[di
     states, owner = T.cached_states(texts, args.layers, args.states_cache)
     n, k = len(rows), args.layers
     fit_rows = np.concatenate([train, n + s_tr])
-    sd = T.finetune(states, owner, T.label_matrix(rows, social), fit_rows, k, epochs=args.epochs, lr=args.lr,
-                    seed=SEED)
+    if args.encoder_init is not None:
+        from safetensors.torch import load_file
+
+        sd = load_file(str(args.encoder_init))
+    else:
+        sd = T.finetune(states, owner, T.label_matrix(rows, social), fit_rows, k, epochs=args.epochs, lr=args.lr,
+                        seed=SEED)
     E = T.row_embeddings(T.TopEncoder(k, sd), states, owner, len(texts))
     args.out.mkdir(parents=True, exist_ok=True)
     path = args.out / ENCODER_FILE
@@ -237,7 +245,7 @@ def _tuned(args: argparse.Namespace, rows: list[dict[str, Any]], social: list[di
         import tempfile
 
         cv_dir = Path(tempfile.mkdtemp(prefix="safety-cv-"))
-    cv_runs = T.run_folds(cv_dir, range(5), rows, social, states, owner, k, args.epochs, args.lr)
+    cv_runs = T.run_folds(cv_dir, [int(f) for f in args.cv_folds.split(",")], rows, social, states, owner, k, args.epochs, args.lr)
     return E[:n], E[n:], encoder, cv_runs
 
 
@@ -306,7 +314,8 @@ def _finish(args: argparse.Namespace, rows: list[dict[str, Any]], raw: bytes, so
     if encoder:
         manifest["encoder"] = encoder
         manifest["cv5_rule"] = ("5 folds of train + calibrate (test never in a fold): per fold, fine-tune and fit "
-                                "heads on 3 folds (+ Surge train half), thresholds on the 4th, F1 on the 5th")
+                                "heads on 3 folds (+ Surge train half), thresholds on the 4th, F1 on the 5th; "
+                                f"folds run: {[r['fold'] for r in cv_runs]}")
         manifest["cv5_f1_frozen_same_folds"] = {k: {"mean": round(float(np.mean(v)), 4),
                                                     "sd": round(float(np.std(v)), 4)} for k, v in cv_frozen.items()}
         manifest["command"] = ("python -m tunegate.evaluators.training.safety_train "

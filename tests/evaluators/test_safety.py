@@ -61,6 +61,34 @@ def test_manifest_matches_public_data() -> None:
     assert hashlib.sha256(data.read_bytes()).hexdigest() == load_head().manifest["data"]["sha256"]
 
 
+def test_shipped_encoder_matches_manifest_and_leaves_base_embedding_alone() -> None:
+    """The fine-tuned top layers are the file the manifest hashes; content_safety embeds with them,
+    while ``embed_texts`` (what ``refusal`` uses) still gives the base MiniLM embedding."""
+    head = load_head()
+    enc = head.manifest["encoder"]
+    path = Path(sys.modules["tunegate.evaluators.safety"].__file__ or "").parent.parent / "data" / enc["file"]
+    assert hashlib.sha256(path.read_bytes()).hexdigest() == enc["sha256"]
+    assert path.stat().st_size < 8_000_000 and enc["top_layers"] >= 1
+    texts = ["Your order shipped today.", "I will hurt you if you come back here."]
+    base_before = embed_texts(texts)
+    tuned = head.embed(texts)
+    assert np.allclose(np.linalg.norm(tuned, axis=1), 1.0, atol=1e-4)
+    assert float(np.abs(tuned - base_before).max()) > 0.05  # the tuned layers are really in use
+    assert np.allclose(embed_texts(texts), base_before, atol=1e-6)  # the base model was not touched
+
+
+def test_cached_lower_states_reproduce_the_embedding() -> None:
+    """Training runs only the top layers on cached lower-layer states; with untrained layers that
+    path must give the same row embedding as ``embed_texts`` (long text: several windows)."""
+    from tunegate.evaluators.training.safety_tune import TopEncoder, lower_states, row_embeddings
+
+    texts = ["short one", "word " * 450 + "and a threat at the end: I will hurt you."]
+    states, owner = lower_states(texts, 2)
+    assert len(states) == 4 and list(owner) == [0, 1, 1, 1]
+    got = row_embeddings(TopEncoder(2), states, owner, len(texts))
+    assert float(np.abs(got - embed_texts(texts)).max()) < 2e-3
+
+
 def test_toxic_head_data_and_social_proxy_floor() -> None:
     """The toxic head's manifest names the vendored Surge file it was fit on; on the first and last
     100 rows of that set's *proxy* half (never used to fit or choose) balanced accuracy stays near the
@@ -72,11 +100,11 @@ def test_toxic_head_data_and_social_proxy_floor() -> None:
     rows = [json.loads(line) for line in SOCIAL_DATA.read_text(encoding="utf-8").splitlines() if line.strip()]
     proxy = [r for r in rows if social_half(r["id"]) == "proxy"]
     proxy = proxy[:100] + proxy[-100:]  # the file lists the toxic rows first
-    flagged = head.unsafe(head.predict(embed_texts([r["text"] for r in proxy]))) >= head.tau
+    flagged = head.unsafe(head.predict(head.embed([r["text"] for r in proxy]))) >= head.tau
     assert bacc(np.array([r["toxic"] for r in proxy]), flagged) >= FLOOR_SOCIAL_BACC
 
 
-FLOOR_SOCIAL_BACC = 0.78  # measured 0.829 on the whole proxy half (492 rows)
+FLOOR_SOCIAL_BACC = 0.78  # measured 0.823 on the whole proxy half (492 rows; 0.829 frozen)
 
 
 def test_abuse_outside_the_moderation_taxonomy_is_flagged_as_toxic() -> None:
@@ -91,14 +119,14 @@ def test_held_out_slice_floor() -> None:
     rows = [json.loads(line) for line in data.read_text(encoding="utf-8").splitlines()]
     test = [r for r in rows if split_of(r["id"]) == "test"][:150]
     head = load_head()
-    P = head.predict(embed_texts([r["text"] for r in test]))
+    P = head.predict(head.embed([r["text"] for r in test]))
     y = np.array([r["any_flagged"] for r in test])
     f1 = prf(y, head.unsafe(P) >= head.tau)[2]
     sexual = np.array([-1 if r["S"] is None else r["S"] for r in test])
     keep = sexual >= 0
     f1_s = prf(sexual[keep], P[keep, 0] >= head.thresholds[0])[2]
-    assert f1 >= 0.66, f1  # measured 0.70 on this slice
-    assert f1_s >= 0.80, f1_s  # measured 0.86
+    assert f1 >= 0.66, f1  # measured 0.687 on this slice (fine-tuned encoder; 0.70 frozen)
+    assert f1_s >= 0.80, f1_s  # measured 0.889 (0.86 frozen)
 
 
 def test_refusal_eval_list_accuracy() -> None:

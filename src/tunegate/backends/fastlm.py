@@ -32,6 +32,7 @@ from pathlib import Path
 from typing import Any
 
 from tunegate.core.engines import FAST_FORMAT
+from tunegate.int8 import per_channel_int8, per_token_int8, read_safetensors_folder
 
 __all__ = ["FORMAT", "FastLlama", "RowSpec", "load_engine", "load_state_dict", "quantize_state", "sample_token"]
 
@@ -58,14 +59,7 @@ def load_state_dict(folder: Path, adapter: str | None = None) -> tuple[dict[str,
         raise ValueError(f"the fast engine runs Llama models only, not {config.get('model_type')!r}; "
                          "use engine: transformers")
     if adapter is None:
-        from safetensors.torch import load_file
-
-        files = sorted(folder.glob("*.safetensors"))
-        if not files:
-            raise ValueError(f"no .safetensors weights in {folder}")
-        state: dict[str, Any] = {}
-        for f in files:
-            state.update(load_file(str(f)))
+        config, state = read_safetensors_folder(folder)
         return config, {k: v.float() for k, v in state.items()}
     from peft import PeftModel
     from transformers import AutoModelForCausalLM
@@ -75,13 +69,8 @@ def load_state_dict(folder: Path, adapter: str | None = None) -> tuple[dict[str,
     return config, {k: v.detach().float() for k, v in merged.state_dict().items()}
 
 
-def _q8(w: Any) -> tuple[Any, Any]:
-    """Per-output-channel symmetric int8: (int8 [N, K], fp32 scale [N])."""
-    import torch
-
-    scale = (w.abs().amax(dim=1) / 127.0).clamp_min(1e-12)
-    q = torch.round(w / scale[:, None]).clamp_(-127, 127).to(torch.int8)
-    return q.contiguous(), scale.float().contiguous()
+#: Per-output-channel symmetric int8 (tunegate.int8, shared with the cross-encoder engine).
+_q8 = per_channel_int8
 
 
 def quantize_state(config: dict[str, Any], state: dict[str, Any]) -> dict[str, Any]:
@@ -136,8 +125,7 @@ class FastLlama:
         """int8 x int8 -> int32 matmul with per-token activation scale (exact, batch-invariant)."""
         import torch
 
-        s = x.abs().amax(dim=-1, keepdim=True).clamp_min_(1e-12).div_(127.0)
-        q = torch.round(x / s).to(torch.int8)
+        q, s = per_token_int8(x)
         y = torch._int_mm(q, self._t[name + ".q"].t())
         return y.float().mul_(s).mul_(self._t[name + ".s"])
 

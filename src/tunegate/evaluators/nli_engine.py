@@ -27,11 +27,12 @@ selects it. Everything heavy (torch, safetensors) is imported lazily.
 
 from __future__ import annotations
 
-import json
 import threading
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
+
+from tunegate.int8 import per_channel_int8, per_token_int8, read_safetensors_folder
 
 __all__ = ["ENGINE", "PackedBert", "load_packed_bert"]
 
@@ -44,14 +45,9 @@ MAX_TOKENS = 1024
 _RUN = threading.Lock()
 
 
-def _q8(w: Any) -> tuple[Any, Any]:
-    """Per-output-channel symmetric int8: (int8 [N, K], fp32 scale [N]). Kept [N, K] and passed to
-    ``_int_mm`` transposed: ~5% faster than a [K, N] copy here (same exact int32 result)."""
-    import torch
-
-    scale = (w.abs().amax(dim=1) / 127.0).clamp_min(1e-12)
-    q = torch.round(w / scale[:, None]).clamp_(-127, 127).to(torch.int8)
-    return q.contiguous(), scale.float().contiguous()
+#: Per-output-channel symmetric int8 (tunegate.int8, shared with the generation engine). Kept
+#: [N, K] and passed to ``_int_mm`` transposed: ~5% faster than a [K, N] copy here (same result).
+_q8 = per_channel_int8
 
 
 class PackedBert:
@@ -109,8 +105,7 @@ class PackedBert:
         w, ws, b = self.lin[name]
         if ws is None:
             return torch.addmm(b, x, w)
-        s = x.abs().amax(dim=-1, keepdim=True).clamp_min_(1e-12).div_(127.0)
-        q = x.div(s).round_().to(torch.int8)
+        q, s = per_token_int8(x)
         y = torch._int_mm(q, w.t()).float().mul_(s)
         return torch.addcmul(b, y, ws, out=y)
 
@@ -214,13 +209,5 @@ class PackedBert:
 
 def load_packed_bert(folder: Path, int8: bool = True) -> PackedBert:
     """The packed engine for the HF BERT folder ``folder`` (``config.json`` + ``model.safetensors``)."""
-    from safetensors.torch import load_file
-
-    config = json.loads((folder / "config.json").read_text(encoding="utf-8"))
-    files = sorted(folder.glob("*.safetensors"))
-    if not files:
-        raise ValueError(f"no .safetensors weights in {folder}")
-    state: dict[str, Any] = {}
-    for f in files:
-        state.update(load_file(str(f)))
+    config, state = read_safetensors_folder(folder)
     return PackedBert(config, state, int8=int8)

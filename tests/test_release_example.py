@@ -104,7 +104,7 @@ def test_yamls_load() -> None:
 
     for name in ("incumbent.yaml", "candidate.yaml"):
         cand = load_candidate(RELEASE / name)
-        assert cand.backend == "local" and cand.params.max_tokens == 48
+        assert cand.backend == "local" and cand.params.max_tokens == 96
     assert load_candidate(RELEASE / "incumbent.yaml").hash != load_candidate(RELEASE / "candidate.yaml").hash
     suite = registry.load_suite(str(RELEASE / "evaluators.yaml"))
     assert [e.name for e in suite] == ["json_validation", "tool_selection", "numeric_match"]

@@ -76,6 +76,7 @@ def test_serve_with_release_file_traces_requests_into_the_span_store(tmp_path: P
             assert r["needs"]["min_pairs"] == 1000000 and r["at_step"]["pairs"] == len(q.pair_rows(Store(db), "support"))
             assert r["scoring"] == {"pending": 0, "max_pending": 1000, "dropped": 0}
             assert r["mirror"]["share"] == 1.0 and r["mirror"]["dropped"] == 0 and r["mirror"]["shadow_ok"] > 0
+            assert r["mirror"]["queued"] == 0
             assert r["last_decision"]["action"] == "hold" and "waiting for evidence" in r["last_decision"]["reason"]
             from tunegate.cli.main import main
 

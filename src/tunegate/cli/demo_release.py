@@ -378,11 +378,24 @@ class ReleaseDemo:
                 "by_cohort": {k: dict(v) for k, v in sorted(by.items())}}
 
     def _settle(self, quiet_s: float) -> dict[str, Any]:
-        """Wait (bounded by ``settle_s``) until no new mirrored pair was stored for ``quiet_s``: the
-        shadows the replay caused are answered and scored (none yet: the scorer may be starting)."""
+        """Wait (bounded by ``settle_s``) until the shadows the replay caused are answered and scored.
+
+        The controller says so itself (``GET /v1/rollout``: mirror queue and scoring backlog both
+        empty, twice in a row 1 s apart, so a request hook still running is not missed). Where the
+        gateway cannot say, fall back to no new stored pair for ``quiet_s``."""
         t0 = time.monotonic()
-        last, since_new = -1, time.monotonic()
+        last, since_new, idle = -1, time.monotonic(), 0
+        how = "controller idle"
         while time.monotonic() - t0 < self.o.settle_s:
+            live = self._live_status()
+            if live is not None and live.get("mirror") is not None:
+                busy = live["mirror"].get("queued", 1) + live["scoring"]["pending"]
+                idle = idle + 1 if busy == 0 else 0
+                if idle >= 2:
+                    break
+                time.sleep(1.0)
+                continue
+            how = "no new pair for quiet_s"
             n = self._pairs()["stored"]
             if n != last:
                 last, since_new = n, time.monotonic()
@@ -390,7 +403,7 @@ class ReleaseDemo:
                 break
             time.sleep(0.5)
         time.sleep(1.5)        # one more controller tick on the final evidence
-        return {"waited_s": round(time.monotonic() - t0, 1), "quiet_s": round(quiet_s, 1)}
+        return {"waited_s": round(time.monotonic() - t0, 1), "how": how, "quiet_s": round(quiet_s, 1)}
 
     def _holding(self) -> str:
         if self.result.get("rollout", {}).get("percent", 0) <= 0:

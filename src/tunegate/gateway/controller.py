@@ -191,7 +191,8 @@ class ReleaseControl:
                 "needs": r.cfg.policy.step_needs(step).model_dump(),
                 "scoring": {"pending": r.pending, "max_pending": r.cfg.max_pending_scores,
                             "dropped": r.dropped_scores},
-                "mirror": None if r.mirror is None else {"share": r.cfg.mirror_share, **asdict(r.mirror.stats)},
+                "mirror": None if r.mirror is None else {"share": r.cfg.mirror_share, "queued": r.mirror.queued,
+                                                         **asdict(r.mirror.stats)},
                 "last_decision": None if r.last is None else r.last.to_dict(),
             })
         return out

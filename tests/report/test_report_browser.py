@@ -133,8 +133,12 @@ def test_row_detail_diff_json_and_scores(opened: Opened, gate: dict[str, Any]) -
     broke = next(r for r in gate["rows"] if "broke" in r["flips"].values())
     _search_one(p, broke["id"])
     p.click("#row-list details.row >> summary")
-    assert p.locator("#row-list pre.base del").count() >= 1 and p.locator("#row-list pre.cand ins").count() >= 1
-    assert p.locator("#row-list table.scores tbody tr").count() == len(gate["verdict"]["comparison"]["evaluators"])
+    # the diff is drawn when the row opens: wait for it (count() alone does not wait)
+    p.locator("#row-list pre.base del").first.wait_for()
+    p.locator("#row-list pre.cand ins").first.wait_for()
+    from playwright.sync_api import expect
+
+    expect(p.locator("#row-list table.scores tbody tr")).to_have_count(len(gate["verdict"]["comparison"]["evaluators"]))
     reason = broke["candidate"]["scores"]["exact_match"]["reason"]
     assert reason and reason in p.inner_text("#row-list table.scores")
     json_row = next(r for r in gate["rows"] if (r["candidate"]["output"] or "").startswith('{"answer"'))

@@ -18,9 +18,9 @@ from typing import Any
 import pytest
 
 from tests.support.polling import poll
-from tunegate.backends import local
 from tunegate.backends.base import GenerationRequest
-from tunegate.backends.local import LocalBackend, split_rows, workers_from_env
+from tunegate.backends.lanes import lane_init, split_rows, workers_from_env
+from tunegate.backends.local import LocalBackend
 from tunegate.core.candidate import DecodingParams
 from tunegate.core.example import Message
 from tunegate.core.result import ModelOutput
@@ -129,7 +129,7 @@ def test_a_broken_lane_costs_speed_not_rows(one_lane: LocalBackend) -> None:
         for ex in two._lanes:
             ex.shutdown(wait=True)
         broken = ProcessPoolExecutor(max_workers=1, mp_context=multiprocessing.get_context("spawn"),
-                                     initializer=local._lane_init,
+                                     initializer=lane_init,
                                      initargs=("/nonexistent-model-folder", None, "k", "/nonexistent", 1))
         two._lanes = [broken]
         got = texts(asyncio.run(two.generate(reqs)))

@@ -18,7 +18,8 @@ Why these choices (measurements on the 2-core dev machine are in the bench and t
   sample depends on its batch neighbours. Here a logits processor draws each row's token from
   that row's own ``torch.Generator`` seeded with ``request.seed`` (temperature and top-p per row,
   no top-k, as in the OpenAI API), then hands generate a one-hot score it follows greedily. Same
-  request + seed → same text, whatever else is in the batch, and sampled rows still batch.
+  request + seed → same text, whatever else is in the batch, and sampled rows still batch
+  (:mod:`tunegate.backends.hf_generate`).
 * **Batches sorted by prompt length** to waste little compute on padding (left padding, as a
   decoder needs); requests are grouped by ``max_tokens`` only, the other params act per row.
 * **Lazy everything.** ``import tunegate.backends.local`` does not import torch; the model loads
@@ -31,7 +32,8 @@ Why these choices (measurements on the 2-core dev machine are in the bench and t
   across them, a large one in batches of ``batch_size`` from a shared queue). Outputs do not
   change: a row's text depends on its own prompt, params and seed only (batch-invariant engine,
   per-row sampling, the same tokenizer for stop strings in every lane), so ``workers`` is not part
-  of the identity. Only the backend's process talks to the caller and the store.
+  of the identity. Only the backend's process talks to the caller and the store
+  (:mod:`tunegate.backends.lanes`).
 * ``latency_s`` is the request's *share* of its batch: batch wall time (tokenize + generate +
   decode) divided by the batch size. Summed over rows it is the compute time spent; it is not
   the time a caller waited (that is the whole batch).
@@ -43,7 +45,6 @@ import asyncio
 import contextlib
 import gc
 import json
-import os
 import threading
 import time
 from collections import defaultdict
@@ -53,6 +54,16 @@ from pathlib import Path
 from typing import Any
 
 from tunegate.backends.base import GenerationRequest, GenerationResult
+from tunegate.backends.hf_generate import SeededSampler, StopOnStrings, hf_generate
+from tunegate.backends.lanes import (
+    Chunk,
+    LanePayload,
+    run_lanes,
+    spawn_lanes,
+    split_rows,
+    stop_checker,
+    workers_from_env,
+)
 from tunegate.backends.models import (
     DEFAULT_ALIAS,
     DEFAULT_SOURCE,
@@ -69,80 +80,10 @@ from tunegate.errors import BackendError, UserError
 
 __all__ = ["AUTO_DTYPE", "DTYPES", "ENGINES", "LocalBackend", "SeededSampler", "StopOnStrings", "engine_label"]
 
-#: Chunks of rows for the lanes: (max_tokens, [(request index, prompt ids)]).
-_Chunk = tuple[int, list[tuple[int, list[int]]]]
-
-
-def workers_from_env(default: int = 1) -> int:
-    """``TUNEGATE_WORKERS`` as a lane count (``auto`` = the CPU count), else ``default``."""
-    raw = os.environ.get("TUNEGATE_WORKERS", "").strip()
-    if not raw:
-        return default
-    if raw == "auto":
-        return max(1, os.cpu_count() or 1)
-    try:
-        n = int(raw)
-    except ValueError:
-        raise UserError(f"TUNEGATE_WORKERS must be an integer or 'auto', got {raw!r}",
-                        field="TUNEGATE_WORKERS") from None
-    if n < 1:
-        raise UserError("TUNEGATE_WORKERS must be at least 1", field="TUNEGATE_WORKERS")
-    return n
-
-
 def _settle(fut: Future[list[GenerationResult]], results: list[GenerationResult]) -> None:
     """Hand a waiting call its results; one that gave up (cancelled) gets nothing."""
     with contextlib.suppress(InvalidStateError):
         fut.set_result(results)
-
-
-class SeededSampler:
-    """Logits processor: each sampled row draws from its own generator; greedy rows pass through.
-
-    Returns scores that are ``-inf`` except at the drawn token, so generate's greedy step picks it.
-    """
-
-    def __init__(self, requests: Sequence[GenerationRequest]) -> None:
-        import torch
-
-        self._rows = [
-            (r.params.temperature, r.params.top_p, torch.Generator().manual_seed(r.seed))
-            if r.params.temperature > 0 else None
-            for r in requests
-        ]
-
-    def __call__(self, input_ids: Any, scores: Any) -> Any:
-        from tunegate.backends.fastlm import sample_token
-
-        out = scores.clone()
-        for i, row in enumerate(self._rows):
-            if row is None:
-                continue
-            temperature, top_p, gen = row
-            token = sample_token(scores[i], temperature, top_p, gen)
-            out[i].fill_(float("-inf"))
-            out[i, token] = 0.0
-        return out
-
-
-class StopOnStrings:
-    """Stopping criterion: a row is done once its decoded tail contains one of its stop strings."""
-
-    def __init__(self, tokenizer: Any, stops: Sequence[Sequence[str]], prompt_len: int) -> None:
-        self._tok, self._stops, self._start = tokenizer, [list(s) for s in stops], prompt_len
-        longest = max((len(s) for row in self._stops for s in row), default=1)
-        self._tail = 4 * longest + 8  # a character is at most 4 byte-level tokens
-
-    def __call__(self, input_ids: Any, scores: Any, **kwargs: Any) -> Any:
-        import torch
-
-        done = torch.zeros(input_ids.shape[0], dtype=torch.bool)
-        lo = max(self._start, input_ids.shape[1] - self._tail)
-        for i, stops in enumerate(self._stops):
-            if stops:
-                tail = self._tok.decode(input_ids[i, lo:], skip_special_tokens=True)
-                done[i] = any(s in tail for s in stops)
-        return done
 
 
 class LocalBackend:
@@ -319,18 +260,10 @@ class LocalBackend:
 
     def _start_lanes(self, cache_dir: Path, key: str) -> None:
         """Spawn the other lanes now (they load the engine file this process just cached)."""
-        import multiprocessing
-
-        ctx = multiprocessing.get_context("spawn")   # never fork a process that holds torch threads
         with self._lanes_lock:
-            if self._lanes:
-                return
-            for _ in range(self.workers - 1):
-                ex = ProcessPoolExecutor(max_workers=1, mp_context=ctx, initializer=_lane_init,
-                                         initargs=(str(self._resolved()), self.adapter, key, str(cache_dir),
-                                                   self.threads or 1))
-                ex.submit(_lane_ping)   # start loading now, while this lane already generates
-                self._lanes.append(ex)
+            if not self._lanes:
+                self._lanes = spawn_lanes(self.workers - 1, self._resolved(), self.adapter, key, cache_dir,
+                                          self.threads or 1)
 
     # -- prompts --------------------------------------------------------------------------------
 
@@ -458,7 +391,7 @@ class LocalBackend:
                                               f"exceeds the model context ({self._context})")
                     continue
                 prepared[r.params.max_tokens].append((i, ids))
-            chunks: list[_Chunk] = []
+            chunks: list[Chunk] = []
             for max_tokens, rows in prepared.items():
                 rows.sort(key=lambda row: len(row[1]))
                 chunks += [(max_tokens, c) for c in split_rows(rows, self.batch_size, self.workers)]
@@ -469,7 +402,7 @@ class LocalBackend:
                     self._run_chunk(requests, chunk, results)
             return [r if r is not None else BackendError("request was not processed") for r in results]
 
-    def _run_chunk(self, requests: list[GenerationRequest], chunk: _Chunk,
+    def _run_chunk(self, requests: list[GenerationRequest], chunk: Chunk,
                    results: list[GenerationResult | None]) -> None:
         """One batch in this process (lane 0)."""
         max_tokens, rows = chunk
@@ -482,81 +415,34 @@ class LocalBackend:
         for (i, _), out in zip(rows, outs, strict=True):
             results[i] = out
 
-    def _run_lanes(self, requests: list[GenerationRequest], chunks: list[_Chunk],
+    def _run_lanes(self, requests: list[GenerationRequest], chunks: list[Chunk],
                    results: list[GenerationResult | None]) -> None:
-        """Every lane takes the next chunk from one queue until none is left.
+        """The call's chunks over every lane (:func:`tunegate.backends.lanes.run_lanes`); the
+        spawned lanes' ids are decoded here, on this thread, once they are all done."""
+        def payload(chunk: Chunk) -> LanePayload:
+            max_tokens, rows = chunk
+            return [(ids, max_tokens, requests[i].params.temperature, requests[i].params.top_p, requests[i].seed,
+                     list(requests[i].params.stop or [])) for i, ids in rows]
 
-        This thread is lane 0; one helper thread per spawned lane hands it a chunk and waits.
-        A lane whose process fails puts its chunk back and stops, so the others (at least this
-        one) still finish the call: a broken lane costs speed, never rows.
-        """
-        queue = list(reversed(chunks))
-        qlock = threading.Lock()
-        # decoded here, on this thread, after the lanes finish: one thread uses the tokenizer at a time
-        done: list[tuple[list[tuple[int, list[int]]], list[GenerationRequest], list[tuple[list[int], bool]], float]] = []
+        def counted(lane: int) -> None:
+            self.batches_run += 1
+            self.lane_chunks[lane] += 1
 
-        def take() -> _Chunk | None:
-            with qlock:
-                return queue.pop() if queue else None
-
-        def lane(n: int, ex: ProcessPoolExecutor) -> None:
-            while (chunk := take()) is not None:
-                max_tokens, rows = chunk
-                reqs = [requests[i] for i, _ in rows]
-                payload = [(ids, max_tokens, r.params.temperature, r.params.top_p, r.seed,
-                            list(r.params.stop or [])) for r, (_, ids) in zip(reqs, rows, strict=True)]
-                t0 = time.perf_counter()
-                try:
-                    outs = ex.submit(_lane_generate, payload, sorted(self._eos)).result()
-                except Exception:
-                    with qlock:
-                        queue.append(chunk)
-                    return
-                share = (time.perf_counter() - t0) / len(rows)
-                with qlock:
-                    self.batches_run += 1
-                    self.lane_chunks[n] += 1
-                    done.append((rows, reqs, outs, share))
-
-        with ThreadPoolExecutor(max_workers=len(self._lanes), thread_name_prefix="tunegate-lane") as pool:
-            helpers = [pool.submit(lane, n + 1, ex) for n, ex in enumerate(self._lanes)]
-            while (chunk := take()) is not None:
-                self._run_chunk(requests, chunk, results)
-            for h in helpers:
-                h.result()
-        while (chunk := take()) is not None:   # put back by a lane that failed after this one stopped
-            self._run_chunk(requests, chunk, results)
-        for rows, reqs, outs, share in done:
-            for (i, ids), r, (gen, ended) in zip(rows, reqs, outs, strict=True):
-                results[i] = self._output(r, gen, ended, len(ids), share)
+        done = run_lanes(self._lanes, chunks, payload, sorted(self._eos),
+                         lambda chunk: self._run_chunk(requests, chunk, results), counted)
+        for (_, rows), outs, share in done:
+            for (i, ids), (gen, ended) in zip(rows, outs, strict=True):
+                results[i] = self._output(requests[i], gen, ended, len(ids), share)
 
     def _run_batch(self, reqs: list[GenerationRequest], prompts: list[list[int]],
                    max_tokens: int) -> list[GenerationResult]:
         if self._fast is not None:
             return self._run_fast(reqs, prompts, max_tokens)
-        import torch
-
         t0 = time.perf_counter()
-        tok, model = self._tokenizer, self._model
-        width = max(len(p) for p in prompts)
-        input_ids = torch.tensor([[tok.pad_token_id] * (width - len(p)) + p for p in prompts])
-        mask = torch.tensor([[0] * (width - len(p)) + [1] * len(p) for p in prompts])
-        processors = [SeededSampler(reqs)] if any(r.params.temperature > 0 for r in reqs) else []
-        stops = [r.params.stop or [] for r in reqs]
-        criteria = [StopOnStrings(tok, stops, width)] if any(stops) else []
-        with torch.inference_mode():
-            out = model.generate(
-                input_ids=input_ids, attention_mask=mask, max_new_tokens=max_tokens, do_sample=False,
-                temperature=None, top_p=None, top_k=None, pad_token_id=tok.pad_token_id,
-                eos_token_id=sorted(self._eos), logits_processor=processors, stopping_criteria=criteria,
-            )
+        outs = hf_generate(self._model, self._tokenizer, reqs, prompts, max_tokens, self._eos)
         share = (time.perf_counter() - t0) / len(reqs)
-        ends = self._eos | {tok.pad_token_id}
-        results: list[GenerationResult] = []
-        for row, r, prompt in zip(out[:, width:].tolist(), reqs, prompts, strict=True):
-            n = next((j for j, t in enumerate(row) if t in ends), len(row))
-            results.append(self._output(r, row[:n], n < len(row) or n < max_tokens, len(prompt), share))
-        return results
+        return [self._output(r, ids, ended, len(p), share)
+                for r, p, (ids, ended) in zip(reqs, prompts, outs, strict=True)]
 
     def _output(self, r: GenerationRequest, ids: list[int], ended: bool, prompt_len: int,
                 share: float) -> ModelOutput:
@@ -588,7 +474,7 @@ class LocalBackend:
 
     def _stop_check(self, stops: Sequence[str]) -> Any:
         """Per row: True once the decoded tail of its generated ids contains a stop string."""
-        return _stop_checker(self._tokenizer, stops)
+        return stop_checker(self._tokenizer, stops)
 
     async def aclose(self) -> None:
         """Drop the weights and the worker thread (the backend reloads if used again)."""
@@ -609,70 +495,3 @@ class LocalBackend:
             self._tokenizer = None
         gc.collect()
 
-
-def split_rows(rows: list[tuple[int, list[int]]], batch_size: int, lanes: int) -> list[list[tuple[int, list[int]]]]:
-    """Length-sorted rows as batches: up to ``batch_size * lanes`` rows are dealt out round-robin
-    into one batch per lane (each lane gets short and long prompts alike, so they finish together);
-    more rows go in consecutive batches of ``batch_size`` that the lanes take from a queue."""
-    if lanes > 1 and len(rows) <= batch_size * lanes:
-        k = min(lanes, len(rows))
-        return [rows[j::k] for j in range(k)]
-    return [rows[k:k + batch_size] for k in range(0, len(rows), batch_size)]
-
-
-def _stop_checker(tok: Any, stops: Sequence[str]) -> Any:
-    """True once the decoded tail of a row's generated ids contains one of ``stops``."""
-    tail = 4 * max(len(s) for s in stops) + 8  # a character is at most 4 byte-level tokens
-    stops = list(stops)
-
-    def check(ids: list[int]) -> bool:
-        text = tok.decode(ids[-tail:], skip_special_tokens=True)
-        return any(s in text for s in stops)
-
-    return check
-
-
-# -- a spawned lane (module-level: run in the worker process) ------------------------------------
-
-_LANE: dict[str, Any] = {}
-
-
-def _lane_init(folder: str, adapter: str | None, key: str, cache_dir: str, threads: int) -> None:
-    """Load the tokenizer and the cached engine once per lane process."""
-    import torch
-    from transformers import AutoTokenizer
-
-    from tunegate.backends.fastlm import load_engine
-
-    _watch_parent(os.getppid())
-    torch.set_num_threads(threads)
-    _LANE["tok"] = AutoTokenizer.from_pretrained(folder, local_files_only=True)
-    _LANE["engine"] = load_engine(Path(folder), adapter, key, Path(cache_dir))
-
-
-def _watch_parent(parent: int) -> None:
-    """End this lane when the backend's process is gone (killed, not closed): a lane in the middle
-    of a batch would otherwise keep a core busy for a caller that no longer exists."""
-    def watch() -> None:
-        while os.getppid() == parent:
-            time.sleep(1.0)
-        os._exit(0)
-
-    threading.Thread(target=watch, name="tunegate-lane-parent", daemon=True).start()
-
-
-def _lane_ping() -> bool:
-    return bool(_LANE)
-
-
-def _lane_generate(payload: list[tuple[list[int], int, float, float, int, list[str]]],
-                   eos: list[int]) -> list[tuple[list[int], bool]]:
-    """One batch in a lane: the same RowSpecs lane 0 would build (stop strings on this lane's tokenizer)."""
-    from tunegate.backends.fastlm import RowSpec
-
-    tok = _LANE["tok"]
-    rows = [RowSpec(prompt=ids, max_new=max_new, temperature=temp, top_p=top_p, seed=seed,
-                    stop=_stop_checker(tok, stop) if stop else None)
-            for ids, max_new, temp, top_p, seed, stop in payload]
-    out: list[tuple[list[int], bool]] = _LANE["engine"].generate(rows, set(eos))
-    return [(list(ids), bool(ended)) for ids, ended in out]

@@ -60,22 +60,23 @@ class Gazetteer:
         text = re.sub(r"\s*\([^)]*\)\s*$", "", text)
         return " ".join(text.casefold().split())
 
-    def is_place(self, text: str) -> bool:
+    def _listed(self, table: set[str], text: str) -> bool:
+        """In ``table`` under its lookup key, and not a common English word."""
         k = self.key(text)
-        return k not in _COMMON and k in self.places
+        return k not in _COMMON and k in table
+
+    def is_place(self, text: str) -> bool:
+        return self._listed(self.places, text)
 
     def is_big_place(self, text: str) -> bool:
         """A country, US state or city of 100,000 or more: a place first, whatever else it names."""
-        k = self.key(text)
-        return k not in _COMMON and k in self.big_places
+        return self._listed(self.big_places, text)
 
     def is_given(self, word: str) -> bool:
-        k = self.key(word)
-        return k not in _COMMON and k in self.given
+        return self._listed(self.given, word)
 
     def is_surname(self, word: str) -> bool:
-        k = self.key(word)
-        return k not in _COMMON and k in self.surnames
+        return self._listed(self.surnames, word)
 
     def is_name(self, text: str) -> bool:
         """A given name alone, or given/initial + surname, or a known surname (one word)."""
